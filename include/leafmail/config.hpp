@@ -1,0 +1,98 @@
+#pragma once
+// Configuration of every leafmail program: one INI-style file (default /etc/leafmail.conf)
+// read with Boost.Program_options, where every key is also a command-line flag of the same
+// name. Bad keys or values stop the program at start with file, line and key named.
+#include "leafmail/access.hpp"
+
+#include <boost/program_options/options_description.hpp>
+#include <boost/program_options/positional_options.hpp>
+#include <boost/program_options/variables_map.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace leafmail {
+
+inline constexpr const char* default_config_path = "/etc/leafmail.conf";
+
+/// Thrown for any configuration problem; what() names the file, line and key when known.
+class config_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+enum class tls_mode { none, starttls, implicit };
+
+struct receiver_settings {
+    std::vector<std::string> listen{"127.0.0.1:25"}; // host:port, [v6]:port; port 0 = any free
+    access_list access = access_list::loopback_only();
+    std::uint64_t max_message_size = 25 * 1024 * 1024;
+    std::size_t max_recipients = 100;
+    std::size_t max_connections = 100;
+    std::chrono::seconds idle_timeout{300};       // RFC 5321 4.5.3.2.7: at least 5 minutes
+    std::size_t max_bad_commands = 20;
+    std::uint64_t min_free_space = 64 * 1024 * 1024; // refuse new mail (452) below this
+    std::size_t fsync_workers = 16;               // threads that run fsync off the event loop
+    std::chrono::seconds shutdown_grace{30};      // SIGTERM: time left to sessions in flight
+    std::string user;                             // drop to this user after binding (as root)
+};
+
+struct relay_settings {
+    std::string smarthost;                        // host[:port]; empty = not configured
+    tls_mode tls = tls_mode::starttls;
+    bool tls_verify = true;                       // peer certificate and host name (SNI sent)
+    std::filesystem::path ca_file;                // extra CA besides the system store
+    std::string auth_user;                        // empty = no AUTH
+    std::filesystem::path auth_password_file;     // must not be readable by group or others
+    bool auth_over_plaintext = false;             // AUTH without TLS only when said explicitly
+    std::string helo;                             // default: hostname
+    std::chrono::seconds connect_timeout{30};
+    std::chrono::seconds timeout{300};            // each command reply, RFC 5321 4.5.3.2
+    std::chrono::seconds data_timeout{600};       // final dot reply, RFC 5321 4.5.3.2.6
+    std::size_t max_messages_per_connection = 1000;
+    std::size_t connections = 1;                  // parallel smarthost connections
+    std::chrono::seconds max_queue_age{5 * 24 * 3600};
+
+    /// The port to use: the one in smarthost, else 25 / 587 / 465 by tls mode.
+    [[nodiscard]] std::string host() const;
+    [[nodiscard]] std::uint16_t port() const;
+};
+
+struct config {
+    std::filesystem::path spool{"/var/spool/leafmail"};
+    std::string hostname;                         // default: the system's host name
+    std::string domain;                           // for sendmail's default sender; default hostname
+    receiver_settings receiver;
+    relay_settings relay;
+};
+
+/// Every configuration key (file and command line share these), for help texts.
+[[nodiscard]] boost::program_options::options_description config_options(config& into);
+
+/// Parses a command line whose tool-specific flags are in `tool_flags`, plus every
+/// configuration key as a flag, then the configuration file (from --config, default path;
+/// a missing default file is fine, a missing named one is an error). Command-line values win.
+/// Returns the variables map for the tool flags. Throws config_error (exit 78) for file
+/// problems and boost::program_options::error for command-line ones (exit 64).
+struct parsed_command_line {
+    boost::program_options::variables_map flags;
+    config settings;
+    std::filesystem::path config_file; // the file that was read, empty if none
+    std::string help;                   // --help text: general, tool and configuration flags
+};
+[[nodiscard]] parsed_command_line
+parse_command_line(int argc, const char* const argv[],
+                   const boost::program_options::options_description& tool_flags,
+                   const boost::program_options::positional_options_description* positional = nullptr);
+
+/// Reads only a configuration file (for tools with a command line of their own, such as
+/// leafmail-sendmail). A missing file is an error only when must_exist.
+[[nodiscard]] config load_config_file(const std::filesystem::path& file, bool must_exist);
+
+/// Checks values that need more than a type (ports, files). Throws config_error.
+void validate(const config& settings, const std::filesystem::path& file);
+
+} // namespace leafmail

@@ -1,0 +1,394 @@
+#include "leafmail/config.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace leafmail {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Every key is declared as text and converted by the functions below, so that a bad value is
+// reported in our words with the key and the line, not as a bare lexical_cast failure.
+struct key_info {
+    const char* name;
+    const char* help;
+    bool is_list = false;
+};
+
+constexpr key_info keys[] = {
+    {"spool", "spool directory (default /var/spool/leafmail)"},
+    {"hostname", "our host name in the greeting and Received: (default: the system's)"},
+    {"domain", "domain for local senders without one (default: hostname)"},
+    {"listen", "address:port to listen on, [v6]:port for IPv6, port 0 picks a free one; repeatable (default 127.0.0.1:25)", true},
+    {"allow", "client network allowed to send, CIDR; repeatable (default 127.0.0.0/8 and ::1)", true},
+    {"deny", "client network refused, CIDR; wins over allow; repeatable", true},
+    {"max-message-size", "largest message accepted, octets or with K/M/G (default 25M)"},
+    {"max-recipients", "recipients per message (default 100)"},
+    {"max-connections", "concurrent SMTP connections (default 100)"},
+    {"idle-timeout", "seconds a client may stay silent (default 300; also s/m/h suffixes)"},
+    {"max-bad-commands", "bad commands before the session is closed (default 20)"},
+    {"min-free-space", "refuse new mail with 452 below this free space (default 64M)"},
+    {"fsync-workers", "threads that run fsync off the event loop (default 16)"},
+    {"shutdown-grace", "seconds sessions in flight get after SIGTERM (default 30)"},
+    {"user", "user to run as after binding, when started as root"},
+    {"smarthost", "relay host[:port] for leafmail-flush"},
+    {"tls", "none | starttls | tls (implicit TLS) (default starttls)"},
+    {"tls-verify", "verify the smarthost certificate and name: yes | no (default yes)"},
+    {"ca-file", "extra CA certificate file trusted besides the system store"},
+    {"auth-user", "user name for SMTP AUTH at the smarthost"},
+    {"auth-password-file", "file holding the AUTH password; must not be readable by group or others"},
+    {"auth-over-plaintext", "allow AUTH without TLS: yes | no (default no)"},
+    {"helo", "name sent in EHLO/HELO to the smarthost (default: hostname)"},
+    {"connect-timeout", "seconds to connect to the smarthost (default 30)"},
+    {"timeout", "seconds to wait for each smarthost reply (default 300)"},
+    {"data-timeout", "seconds to wait for the reply to the final dot (default 600)"},
+    {"max-messages-per-connection", "messages per smarthost connection before reconnecting (default 1000)"},
+    {"connections", "parallel smarthost connections (default 1)"},
+    {"max-queue-age", "a message pending longer than this bounces (default 5d)"},
+};
+
+[[noreturn]] void bad_value(const std::string& where, std::string_view key, const std::string& value, std::string_view expected)
+{
+    throw config_error(where + ": bad value for '" + std::string(key) + "': '" + value + "' (expected " +
+                       std::string(expected) + ")");
+}
+
+std::uint64_t parse_unsigned(const std::string& where, std::string_view key, const std::string& text,
+                             std::uint64_t max = UINT64_MAX)
+{
+    std::uint64_t value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || error != std::errc{} || end != text.data() + text.size() || value > max)
+        bad_value(where, key, text, "a whole number");
+    return value;
+}
+
+std::uint64_t parse_with_suffix(const std::string& where, std::string_view key, const std::string& text,
+                                std::string_view suffixes, const std::uint64_t* factors, std::string_view expected)
+{
+    std::string digits = text;
+    std::uint64_t factor = 1;
+    if (!digits.empty()) {
+        const auto found = suffixes.find(static_cast<char>(std::tolower(static_cast<unsigned char>(digits.back()))));
+        if (found != std::string_view::npos) {
+            factor = factors[found];
+            digits.pop_back();
+        }
+    }
+    std::uint64_t value = 0;
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() || value > UINT64_MAX / factor)
+        bad_value(where, key, text, expected);
+    return value * factor;
+}
+
+std::uint64_t parse_size(const std::string& where, std::string_view key, const std::string& text)
+{
+    static constexpr std::uint64_t factors[] = {1024, 1024 * 1024, 1024 * 1024 * 1024};
+    return parse_with_suffix(where, key, text, "kmg", factors, "octets, optionally with K, M or G");
+}
+
+std::chrono::seconds parse_duration(const std::string& where, std::string_view key, const std::string& text)
+{
+    static constexpr std::uint64_t factors[] = {1, 60, 3600, 86400};
+    const auto seconds = parse_with_suffix(where, key, text, "smhd", factors, "seconds, optionally with s, m, h or d");
+    if (seconds == 0 || seconds > 365ull * 86400)
+        bad_value(where, key, text, "a duration between 1 second and 365 days");
+    return std::chrono::seconds(seconds);
+}
+
+bool parse_bool(const std::string& where, std::string_view key, const std::string& text)
+{
+    std::string lower = text;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower == "yes" || lower == "true" || lower == "on" || lower == "1")
+        return true;
+    if (lower == "no" || lower == "false" || lower == "off" || lower == "0")
+        return false;
+    bad_value(where, key, text, "yes or no");
+}
+
+std::string system_hostname()
+{
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0')
+        return "localhost";
+    return name;
+}
+
+// The line of the file on which `key` is set, for error messages; 0 when not found.
+int line_of_key(const fs::path& file, std::string_view key)
+{
+    std::ifstream in(file);
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        const auto start = line.find_first_not_of(" \t");
+        if (start == std::string::npos || line[start] == '#')
+            continue;
+        const auto eq = line.find('=', start);
+        std::string name = line.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
+        name.erase(name.find_last_not_of(" \t\r") + 1);
+        if (name == key)
+            return number;
+    }
+    return 0;
+}
+
+std::string place_in_file(const fs::path& file, std::string_view key)
+{
+    const int line = line_of_key(file, key);
+    return file.string() + (line > 0 ? ":" + std::to_string(line) : "");
+}
+
+po::options_description key_options(const char* caption)
+{
+    po::options_description desc(caption);
+    for (const auto& key : keys) {
+        if (key.is_list)
+            desc.add_options()(key.name, po::value<std::vector<std::string>>()->value_name("VALUE"), key.help);
+        else
+            desc.add_options()(key.name, po::value<std::string>()->value_name("VALUE"), key.help);
+    }
+    return desc;
+}
+
+// Applies one key's text value(s) to the settings; `where` names the source for errors.
+void apply_key(config& c, std::string_view key, const std::vector<std::string>& values, const std::string& where)
+{
+    const std::string& v = values.back();
+    auto& r = c.receiver;
+    auto& s = c.relay;
+    if (key == "spool") {
+        if (v.empty())
+            bad_value(where, key, v, "a directory");
+        c.spool = v;
+    } else if (key == "hostname") {
+        c.hostname = v;
+    } else if (key == "domain") {
+        c.domain = v;
+    } else if (key == "listen") {
+        r.listen = values;
+    } else if (key == "allow" || key == "deny") {
+        std::vector<cidr> nets;
+        for (const auto& item : values) {
+            const auto net = cidr::parse(item);
+            if (!net)
+                bad_value(where, key, item, "an IPv4 or IPv6 network such as 127.0.0.0/8 or ::1/128");
+            nets.push_back(*net);
+        }
+        (key == "allow" ? r.access.allow : r.access.deny) = std::move(nets);
+    } else if (key == "max-message-size") {
+        r.max_message_size = parse_size(where, key, v);
+    } else if (key == "max-recipients") {
+        r.max_recipients = parse_unsigned(where, key, v, 100000);
+    } else if (key == "max-connections") {
+        r.max_connections = parse_unsigned(where, key, v, 1000000);
+    } else if (key == "idle-timeout") {
+        r.idle_timeout = parse_duration(where, key, v);
+    } else if (key == "max-bad-commands") {
+        r.max_bad_commands = parse_unsigned(where, key, v, 100000);
+    } else if (key == "min-free-space") {
+        r.min_free_space = parse_size(where, key, v);
+    } else if (key == "fsync-workers") {
+        r.fsync_workers = parse_unsigned(where, key, v, 256);
+        if (r.fsync_workers == 0)
+            bad_value(where, key, v, "at least 1");
+    } else if (key == "shutdown-grace") {
+        r.shutdown_grace = parse_duration(where, key, v);
+    } else if (key == "user") {
+        r.user = v;
+    } else if (key == "smarthost") {
+        s.smarthost = v;
+    } else if (key == "tls") {
+        if (v == "none")
+            s.tls = tls_mode::none;
+        else if (v == "starttls")
+            s.tls = tls_mode::starttls;
+        else if (v == "tls")
+            s.tls = tls_mode::implicit;
+        else
+            bad_value(where, key, v, "none, starttls or tls");
+    } else if (key == "tls-verify") {
+        s.tls_verify = parse_bool(where, key, v);
+    } else if (key == "ca-file") {
+        s.ca_file = v;
+    } else if (key == "auth-user") {
+        s.auth_user = v;
+    } else if (key == "auth-password-file") {
+        s.auth_password_file = v;
+    } else if (key == "auth-over-plaintext") {
+        s.auth_over_plaintext = parse_bool(where, key, v);
+    } else if (key == "helo") {
+        s.helo = v;
+    } else if (key == "connect-timeout") {
+        s.connect_timeout = parse_duration(where, key, v);
+    } else if (key == "timeout") {
+        s.timeout = parse_duration(where, key, v);
+    } else if (key == "data-timeout") {
+        s.data_timeout = parse_duration(where, key, v);
+    } else if (key == "max-messages-per-connection") {
+        s.max_messages_per_connection = parse_unsigned(where, key, v, 1000000);
+        if (s.max_messages_per_connection == 0)
+            bad_value(where, key, v, "at least 1");
+    } else if (key == "connections") {
+        s.connections = parse_unsigned(where, key, v, 64);
+        if (s.connections == 0)
+            bad_value(where, key, v, "between 1 and 64");
+    } else if (key == "max-queue-age") {
+        s.max_queue_age = parse_duration(where, key, v);
+    }
+}
+
+std::vector<std::string> values_of(const po::variable_value& value)
+{
+    if (const auto* list = boost::any_cast<std::vector<std::string>>(&value.value()))
+        return *list;
+    return {value.as<std::string>()};
+}
+
+po::variables_map read_file(const fs::path& file, const po::options_description& desc)
+{
+    std::ifstream in(file);
+    if (!in)
+        throw config_error(file.string() + ": cannot read configuration file");
+    po::variables_map vm;
+    try {
+        po::store(po::parse_config_file(in, desc, false), vm);
+    } catch (const po::error_with_option_name& e) {
+        const std::string key = e.get_option_name();
+        throw config_error(place_in_file(file, key) + ": " + e.what());
+    } catch (const po::error& e) {
+        throw config_error(file.string() + ": " + e.what());
+    }
+    return vm;
+}
+
+} // namespace
+
+std::string relay_settings::host() const
+{
+    if (!smarthost.empty() && smarthost.front() == '[') {
+        const auto close = smarthost.find(']');
+        return smarthost.substr(1, close == std::string::npos ? std::string::npos : close - 1);
+    }
+    return smarthost.substr(0, smarthost.rfind(':'));
+}
+
+std::uint16_t relay_settings::port() const
+{
+    const auto close = smarthost.find(']');
+    const auto colon = smarthost.rfind(':');
+    const bool has_port = colon != std::string::npos && (close == std::string::npos || colon > close);
+    if (has_port) {
+        unsigned value = 0;
+        const std::string digits = smarthost.substr(colon + 1);
+        const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+        if (error == std::errc{} && end == digits.data() + digits.size() && value > 0 && value < 65536)
+            return static_cast<std::uint16_t>(value);
+        return 0;
+    }
+    switch (tls) {
+    case tls_mode::none: return 25;
+    case tls_mode::starttls: return 587;
+    case tls_mode::implicit: return 465;
+    }
+    return 25;
+}
+
+po::options_description config_options(config&)
+{
+    return key_options("Configuration keys (file or command line)");
+}
+
+parsed_command_line parse_command_line(int argc, const char* const argv[], const po::options_description& tool_flags,
+                                       const po::positional_options_description* positional)
+{
+    po::options_description general("General");
+    general.add_options()("config", po::value<std::string>()->value_name("FILE"),
+                          "configuration file (default /etc/leafmail.conf)");
+    const po::options_description file_keys = key_options("Configuration keys (file or command line)");
+    po::options_description all;
+    all.add(general).add(tool_flags).add(file_keys);
+
+    parsed_command_line result;
+    auto parser = po::command_line_parser(argc, argv).options(all);
+    if (positional)
+        parser.positional(*positional);
+    po::store(parser.run(), result.flags); // po::error escapes: a usage error
+    po::notify(result.flags);
+
+    std::ostringstream help;
+    help << general << '\n' << tool_flags << '\n' << file_keys;
+    result.help = help.str();
+
+    if (result.flags.count("help") || result.flags.count("version"))
+        return result; // answered without reading a file that may not exist yet
+
+    fs::path file = default_config_path;
+    bool must_exist = false;
+    if (result.flags.count("config")) {
+        file = result.flags["config"].as<std::string>();
+        must_exist = true;
+    }
+    po::variables_map from_file;
+    std::error_code ec;
+    if (must_exist || fs::exists(file, ec)) {
+        from_file = read_file(file, file_keys);
+        result.config_file = file;
+    }
+
+    config& c = result.settings;
+    for (const auto& key : keys) {
+        if (result.flags.count(key.name))
+            apply_key(c, key.name, values_of(result.flags[key.name]), "command line");
+        else if (from_file.count(key.name))
+            apply_key(c, key.name, values_of(from_file[key.name]), place_in_file(file, key.name));
+    }
+    if (c.hostname.empty())
+        c.hostname = system_hostname();
+    if (c.domain.empty())
+        c.domain = c.hostname;
+    if (c.relay.helo.empty())
+        c.relay.helo = c.hostname;
+    validate(c, result.config_file);
+    return result;
+}
+
+config load_config_file(const fs::path& file, bool must_exist)
+{
+    po::options_description none;
+    const char* argv[] = {"leafmail", "--config", file.c_str()};
+    if (!must_exist && !fs::exists(file))
+        return parse_command_line(1, argv, none).settings;
+    return parse_command_line(3, argv, none).settings;
+}
+
+void validate(const config& c, const fs::path& file)
+{
+    auto where = [&](std::string_view key) {
+        return file.empty() ? std::string("command line") : place_in_file(file, key);
+    };
+    for (const auto& address : c.receiver.listen) {
+        const auto colon = address.rfind(':');
+        const bool bracketed = !address.empty() && address.front() == '[';
+        const bool has_port = colon != std::string::npos && (!bracketed || address.find(']') == colon - 1);
+        if (!has_port || colon == 0)
+            bad_value(where("listen"), "listen", address, "address:port or [v6-address]:port");
+        parse_unsigned(where("listen"), "listen", address.substr(colon + 1), 65535);
+    }
+    if (!c.relay.smarthost.empty() && c.relay.port() == 0)
+        bad_value(where("smarthost"), "smarthost", c.relay.smarthost, "host or host:port with a port from 1 to 65535");
+    if (!c.relay.auth_user.empty() && c.relay.auth_password_file.empty())
+        throw config_error(where("auth-user") + ": 'auth-user' is set but 'auth-password-file' is not");
+}
+
+} // namespace leafmail

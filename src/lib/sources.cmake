@@ -1,0 +1,5 @@
+target_sources(leafmail PRIVATE
+  lib/access.cpp
+  lib/config.cpp
+  lib/log.cpp
+)

@@ -1,0 +1,1 @@
+# flush tests: listed by the module's owner

@@ -1,0 +1,1 @@
+# receive tests: listed by the module's owner

@@ -1,0 +1,1 @@
+# tools tests: listed by the module's owner

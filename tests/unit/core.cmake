@@ -1,0 +1,1 @@
+# core tests: listed by the module's owner

@@ -1,0 +1,65 @@
+#include "leafmail/spool/envelope.hpp"
+#include "leafmail/spool/spool.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace leafmail::spool;
+
+namespace {
+envelope sample_envelope()
+{
+    envelope env;
+    env.id = "00005f4a3b2c1d0e-00001f3a-0001";
+    env.queued_at = 1795000000;
+    env.origin = "smtp";
+    env.client_address = "127.0.0.1";
+    env.helo_name = "client.example";
+    env.reverse_path = "alice@example.org";
+    env.recipients = {{"bob@example.net", recipient_state::pending, 0, 0, ""},
+                      {"carol \"x\"@example.net", recipient_state::failed, 2, 1795000100, "550 5.1.1 no such user\nsecond"}};
+    env.content_size = 1234;
+    env.body_8bit = 1;
+    return env;
+}
+} // namespace
+
+TEST_CASE("an envelope survives freeze and thaw unchanged")
+{
+    const envelope env = sample_envelope();
+    CHECK(thaw(freeze(env)) == env);
+    envelope null_sender = env;
+    null_sender.reverse_path.clear();
+    null_sender.is_bounce = 1;
+    null_sender.recipients.clear();
+    CHECK(thaw(freeze(null_sender)) == null_sender);
+}
+
+TEST_CASE("thaw refuses what it cannot read as an envelope")
+{
+    const std::string good = freeze(sample_envelope());
+    CHECK_THROWS_AS(thaw(""), corrupt_entry);
+    CHECK_THROWS_AS(thaw("garbage that is not an archive"), corrupt_entry);
+    CHECK_THROWS_AS(thaw(good.substr(0, good.size() / 2)), corrupt_entry);
+}
+
+TEST_CASE("thaw refuses an envelope from a newer format version")
+{
+    // Text archive: "22 serialization::archive 18 0 1 <fields>": after the library version
+    // come the envelope's class flags, "0", and its class version, "1".
+    std::string text = freeze(sample_envelope());
+    const std::string marker = "serialization::archive ";
+    auto pos = text.find(marker);
+    REQUIRE(pos != std::string::npos);
+    pos = text.find(' ', pos + marker.size()); // past the library version
+    REQUIRE(text.compare(pos, 5, " 0 1 ") == 0);
+    text.replace(pos, 5, " 0 9 ");
+    CHECK_THROWS_WITH(thaw(text), Catch::Contains("newer"));
+}
+
+TEST_CASE("envelope counts recipients by state")
+{
+    const envelope env = sample_envelope();
+    CHECK(env.has_pending());
+    CHECK(env.count(recipient_state::failed) == 1);
+    CHECK(env.count(recipient_state::delivered) == 0);
+}

@@ -1,0 +1,291 @@
+#include "leafmail/spool/spool.hpp"
+
+#include "leafmail/spool/queue_id.hpp"
+#include "temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <sys/file.h>
+#include <fcntl.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace leafmail::spool;
+namespace fs = std::filesystem;
+
+namespace {
+
+envelope envelope_for(std::vector<std::string> rcpts)
+{
+    envelope env;
+    env.origin = "smtp";
+    env.client_address = "127.0.0.1";
+    env.helo_name = "client";
+    env.reverse_path = "alice@example.org";
+    for (auto& r : rcpts)
+        env.recipients.push_back({std::move(r), recipient_state::pending, 0, 0, ""});
+    return env;
+}
+
+std::string commit_message(spool& s, std::string_view content, std::vector<std::string> rcpts = {"bob@example.net"})
+{
+    entry_writer writer = s.create_entry();
+    writer.write(content);
+    std::string id = writer.id();
+    writer.commit(envelope_for(std::move(rcpts)));
+    return id;
+}
+
+std::string read_all(content_reader reader)
+{
+    std::string out;
+    for (std::string chunk = reader.read(7); !chunk.empty(); chunk = reader.read(7))
+        out += chunk;
+    return out;
+}
+
+std::string file_bytes(const fs::path& p)
+{
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+void write_file(const fs::path& p, std::string_view bytes)
+{
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out << bytes;
+}
+
+std::size_t count_files(const fs::path& dir)
+{
+    return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+} // namespace
+
+TEST_CASE("a committed entry is listed, thawed and its content read back byte for byte")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string content = "Received: x\r\nSubject: h\xc3\xa9llo\r\n\r\n.line\r\n";
+    const std::string id = commit_message(s, content, {"bob@example.net", "carol@example.net"});
+
+    CHECK(s.list(area::queue) == std::vector<std::string>{id});
+    CHECK(count_files(dir.path() / "tmp") == 0);
+    const auto env = s.load(area::queue, id);
+    REQUIRE(env);
+    CHECK(env->id == id);
+    CHECK(env->content_size == content.size());
+    CHECK(env->body_8bit == 1);
+    CHECK(env->queued_at > 0);
+    CHECK(env->recipients.size() == 2);
+    CHECK(read_all(s.open_content(area::queue, id)) == content);
+}
+
+TEST_CASE("large content is streamed through the writer and reader intact")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    entry_writer writer = s.create_entry();
+    std::string expected;
+    for (int i = 0; i < 3000; ++i) {
+        std::string line = "line " + std::to_string(i) + std::string(static_cast<std::size_t>(i % 200), 'x') + "\r\n";
+        writer.write(line);
+        expected += line;
+    }
+    writer.write(std::string(200 * 1024, 'y')); // larger than the write buffer at once
+    expected += std::string(200 * 1024, 'y');
+    const std::string id = writer.id();
+    writer.commit(envelope_for({"bob@example.net"}));
+    auto reader = s.open_content(area::queue, id);
+    CHECK(reader.size() == expected.size());
+    std::string got;
+    for (std::string chunk = reader.read(65536); !chunk.empty(); chunk = reader.read(65536))
+        got += chunk;
+    CHECK(got == expected);
+    CHECK(s.load(area::queue, id)->body_8bit == 0);
+}
+
+TEST_CASE("an aborted or abandoned writer leaves nothing behind")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    {
+        entry_writer writer = s.create_entry();
+        writer.write("partial");
+        CHECK(count_files(dir.path() / "tmp") == 1);
+    }
+    CHECK(count_files(dir.path() / "tmp") == 0);
+    entry_writer writer = s.create_entry();
+    writer.write("partial");
+    writer.abort();
+    writer.abort();
+    CHECK(count_files(dir.path() / "tmp") == 0);
+    CHECK(s.list(area::queue).empty());
+}
+
+TEST_CASE("recover removes what a dead writer left in tmp but spares a live one")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    write_file(dir.path() / "tmp" / make_queue_id(), "half a message"); // writer died: no lock
+    entry_writer live = s.create_entry();
+    live.write("still arriving");
+    const auto report = s.recover();
+    CHECK(report.removed_temporaries == 1);
+    CHECK(count_files(dir.path() / "tmp") == 1);
+    const std::string id = live.id();
+    live.commit(envelope_for({"bob@example.net"}));
+    CHECK(s.list(area::queue) == std::vector<std::string>{id});
+}
+
+TEST_CASE("state updates change the envelope but never the content")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string id = commit_message(s, "content\r\n");
+    const std::string entry_before = file_bytes(s.entry_path(area::queue, id));
+    auto env = *s.load(area::queue, id);
+    env.recipients[0].state = recipient_state::failed;
+    env.recipients[0].attempts = 1;
+    env.recipients[0].last_reply = "550 5.1.1 unknown";
+    s.save_state(area::queue, env);
+    CHECK(*s.load(area::queue, id) == env);
+    CHECK(file_bytes(s.entry_path(area::queue, id)) == entry_before);
+    CHECK(count_files(dir.path() / "tmp") == 0);
+}
+
+TEST_CASE("entries move between areas with their state, and are removed whole")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string id = commit_message(s, "content\r\n");
+    auto env = *s.load(area::queue, id);
+    env.recipients[0].attempts = 3;
+    s.save_state(area::queue, env);
+    CHECK(s.move(id, area::queue, area::hold));
+    CHECK(s.list(area::queue).empty());
+    CHECK_FALSE(s.load(area::queue, id));
+    CHECK(s.load(area::hold, id)->recipients[0].attempts == 3);
+    CHECK_FALSE(s.move(id, area::queue, area::hold));
+    CHECK(s.remove(area::hold, id));
+    CHECK_FALSE(s.remove(area::hold, id));
+    CHECK(count_files(dir.path() / "hold") == 0);
+}
+
+TEST_CASE("recover reunites a state file left behind by an interrupted move")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string id = commit_message(s, "content\r\n");
+    auto env = *s.load(area::queue, id);
+    env.recipients[0].attempts = 5;
+    s.save_state(area::queue, env);
+    fs::rename(s.entry_path(area::queue, id), s.entry_path(area::failed, id)); // crash here
+    const std::string orphan = commit_message(s, "other\r\n");
+    s.save_state(area::queue, *s.load(area::queue, orphan));
+    fs::remove(s.entry_path(area::queue, orphan)); // a removal interrupted after the entry
+    const auto report = s.recover();
+    CHECK(report.reunited_states == 1);
+    CHECK(report.removed_orphan_states == 1);
+    CHECK(s.load(area::failed, id)->recipients[0].attempts == 5);
+    CHECK(count_files(dir.path() / "queue") == 0);
+}
+
+TEST_CASE("corrupt entries are reported as corrupt_entry, and quarantine moves them aside")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string good = commit_message(s, "content\r\n");
+    const std::string bytes = file_bytes(s.entry_path(area::queue, good));
+
+    const std::string truncated = make_queue_id(1, 1, 1);
+    write_file(s.entry_path(area::queue, truncated), bytes.substr(0, bytes.size() - 5));
+    const std::string garbage = make_queue_id(1, 1, 2);
+    write_file(s.entry_path(area::queue, garbage), std::string(100, 'z'));
+    const std::string empty = make_queue_id(1, 1, 3);
+    write_file(s.entry_path(area::queue, empty), "");
+    const std::string copied = make_queue_id(1, 1, 4); // an envelope naming another id
+    write_file(s.entry_path(area::queue, copied), bytes);
+    const std::string bad_state = make_queue_id(1, 1, 5);
+    write_file(s.entry_path(area::queue, bad_state), bytes);
+    write_file(s.state_path(area::queue, bad_state), "22 serialization::archive 18 junk");
+
+    for (const auto& id : {truncated, garbage, empty, copied, bad_state}) {
+        INFO(id);
+        CHECK_THROWS_AS(s.load(area::queue, id), corrupt_entry);
+        CHECK(s.quarantine(area::queue, id));
+    }
+    CHECK(s.list(area::queue) == std::vector<std::string>{good});
+    CHECK(s.list(area::corrupt).size() == 5);
+    CHECK(fs::exists(s.state_path(area::corrupt, bad_state)));
+    CHECK(s.load(area::queue, good));
+}
+
+TEST_CASE("an entry that vanished is not an error for readers")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    CHECK_FALSE(s.load(area::queue, make_queue_id()));
+    CHECK_FALSE(s.try_lock_entry(area::queue, make_queue_id()));
+    CHECK_THROWS_AS(s.load(area::queue, "../../etc/passwd"), std::invalid_argument);
+}
+
+TEST_CASE("entry locks exclude each other")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string id = commit_message(s, "content\r\n");
+    auto first = s.try_lock_entry(area::queue, id);
+    REQUIRE(first);
+    CHECK_FALSE(s.try_lock_entry(area::queue, id));
+    first.reset();
+    CHECK(s.try_lock_entry(area::queue, id));
+}
+
+TEST_CASE("the flush lock admits one holder and times out for a second")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    spool other(dir.path(), false);
+    auto held = s.lock_flush(std::chrono::milliseconds(0));
+    REQUIRE(held);
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_FALSE(other.lock_flush(std::chrono::milliseconds(200)));
+    CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(200));
+    held.reset();
+    CHECK(other.lock_flush(std::chrono::milliseconds(0)));
+}
+
+TEST_CASE("concurrent commits from many threads all land, each once")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    std::vector<std::thread> threads;
+    std::vector<std::vector<std::string>> ids(8);
+    for (std::size_t t = 0; t < ids.size(); ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 25; ++i)
+                ids[t].push_back(commit_message(s, "message " + std::to_string(t) + "/" + std::to_string(i) + "\r\n"));
+        });
+    for (auto& th : threads)
+        th.join();
+    std::set<std::string> all;
+    for (const auto& v : ids)
+        all.insert(v.begin(), v.end());
+    CHECK(all.size() == 200);
+    CHECK(s.list(area::queue).size() == 200);
+}
+
+TEST_CASE("opening a spool that is not there fails with the path named")
+{
+    leafmail::test::temp_dir dir;
+    CHECK_THROWS_WITH(spool(dir.path() / "missing", false), Catch::Contains("missing"));
+    write_file(dir.path() / "file", "x");
+    CHECK_THROWS_WITH(spool(dir.path() / "file"), Catch::Contains("file"));
+}
