@@ -2,4 +2,6 @@ target_sources(leafmail PRIVATE
   lib/access.cpp
   lib/config.cpp
   lib/log.cpp
+  lib/privileges.cpp
+  lib/trace.cpp
 )

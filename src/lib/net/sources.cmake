@@ -1,1 +1,3 @@
-# sources of /net: explicit list
+target_sources(leafmail PRIVATE
+  lib/net/smtp_server.cpp
+)

@@ -1,0 +1,72 @@
+#pragma once
+// The receiver's transport: listeners, one coroutine per connection around the pure
+// smtp::server_session, access control, connection limits, idle timeouts, and the durable
+// commit of each message through the spool on a pool of fsync workers, so the event loop
+// never waits for the disk. Also serves one session on stdin/stdout (inetd mode).
+#include "leafmail/config.hpp"
+#include "leafmail/net/asio.hpp"
+#include "leafmail/spool/spool.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace leafmail::net {
+
+/// "127.0.0.1:25", "[::1]:2525", "localhost:25" → endpoint. Throws std::invalid_argument.
+[[nodiscard]] asio::ip::tcp::endpoint parse_listen_address(const std::string& text);
+
+class smtp_server {
+public:
+    smtp_server(asio::io_context& io, const config& settings, spool::spool& spool);
+    ~smtp_server();
+
+    /// Binds every listen address (SO_REUSEADDR, so a restart binds at once). Throws
+    /// std::system_error naming the address.
+    void bind();
+    [[nodiscard]] std::vector<asio::ip::tcp::endpoint> local_endpoints() const;
+    /// Starts accepting and the idle-timeout sweep.
+    void start();
+    /// Serves exactly one session over two descriptors (inetd / systemd Accept=yes), then
+    /// stops the server.
+    void serve_inetd(int input_fd, int output_fd);
+    /// Stops accepting; sessions in flight get `grace` to finish, then are closed with 421.
+    void shut_down(std::chrono::seconds grace);
+    /// New limits and access lists for new sessions (listen addresses need a restart).
+    void reload(const config& settings);
+
+    [[nodiscard]] std::size_t active_sessions() const { return sessions_.size(); }
+
+    /// Posted to the io_context once stopping and the last session has ended.
+    std::function<void()> on_stopped;
+
+private:
+    struct session_handle;
+    template <class Stream> struct session_io;
+
+    asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
+    asio::awaitable<void> sweep_idle_sessions();
+    template <class Stream>
+    asio::awaitable<void> run_session(Stream stream, std::string peer_address, std::uint64_t session_number);
+    template <class Stream>
+    asio::awaitable<void> refuse(Stream& stream, std::string reply_wire);
+    void stop_if_done();
+
+    asio::io_context& io_;
+    config settings_;
+    spool::spool& spool_;
+    asio::thread_pool fsync_pool_;
+    std::vector<asio::ip::tcp::acceptor> acceptors_;
+    asio::steady_timer sweep_timer_;
+    asio::steady_timer grace_timer_;
+    std::list<session_handle*> sessions_;
+    std::uint64_t next_session_number_ = 1;
+    bool stopping_ = false;
+    bool inetd_ = false;
+};
+
+} // namespace leafmail::net

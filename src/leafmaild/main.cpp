@@ -1,0 +1,131 @@
+// leafmaild: accepts mail over SMTP and freezes each message into the spool.
+#include "leafmail/config.hpp"
+#include "leafmail/exit_status.hpp"
+#include "leafmail/log.hpp"
+#include "leafmail/net/asio.hpp"
+#include "leafmail/net/smtp_server.hpp"
+#include "leafmail/privileges.hpp"
+#include "leafmail/spool/spool.hpp"
+
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <unistd.h>
+
+namespace po = boost::program_options;
+using namespace leafmail;
+
+namespace {
+
+po::options_description daemon_flags()
+{
+    po::options_description flags("leafmaild");
+    flags.add_options()("help", "show this help and exit")("version", "show the version and exit")(
+        "inetd", "serve one SMTP session on stdin/stdout (inetd, systemd Accept=yes) and exit")(
+        "log", po::value<std::string>()->value_name("WHERE")->default_value("syslog"), "syslog or stderr")(
+        "verbose", "also log debug lines");
+    return flags;
+}
+
+log::destination log_destination(const po::variables_map& flags)
+{
+    const std::string where = flags["log"].as<std::string>();
+    if (where == "stderr")
+        return log::destination::stderr_stream;
+    if (where != "syslog")
+        throw po::error("--log takes syslog or stderr, not '" + where + "'");
+    return log::destination::syslog;
+}
+
+} // namespace
+
+int main(int argc, char* argv[])
+{
+    parsed_command_line parsed;
+    const auto flags = daemon_flags();
+    try {
+        parsed = parse_command_line(argc, argv, flags);
+        if (parsed.flags.count("help")) {
+            std::cout << "Usage: leafmaild [options]\nAccepts mail over SMTP and spools it durably.\n\n" << parsed.help;
+            return exit_status::ok;
+        }
+        if (parsed.flags.count("version")) {
+            std::cout << "leafmaild " LEAFMAIL_VERSION "\n";
+            return exit_status::ok;
+        }
+        log::open("leafmaild", log_destination(parsed.flags));
+        log::set_verbose(parsed.flags.count("verbose") > 0);
+    } catch (const config_error& e) {
+        std::cerr << "leafmaild: " << e.what() << "\n";
+        return exit_status::config;
+    } catch (const po::error& e) {
+        std::cerr << "leafmaild: " << e.what() << "\nTry 'leafmaild --help'.\n";
+        return exit_status::usage;
+    }
+
+    const config& settings = parsed.settings;
+    // Start-up failures must reach whoever started us, whatever the log destination.
+    const bool logs_to_stderr = parsed.flags["log"].as<std::string>() == "stderr";
+    auto fatal = [&](const std::string& what, int status) {
+        log::error(log::fields({{"event", "fatal"}, {"error", what}}));
+        if (!logs_to_stderr)
+            std::cerr << "leafmaild: " << what << "\n";
+        return status;
+    };
+    const bool inetd = parsed.flags.count("inetd") > 0;
+    try {
+        spool::spool spool(settings.spool);
+        if (!inetd) {
+            const auto report = spool.recover();
+            if (report.removed_temporaries + report.removed_orphan_states + report.reunited_states > 0)
+                log::info(log::fields({{"event", "recovered"},
+                                       {"removed-temporaries", std::to_string(report.removed_temporaries)},
+                                       {"removed-orphan-states", std::to_string(report.removed_orphan_states)},
+                                       {"reunited-states", std::to_string(report.reunited_states)}}));
+        }
+        net::asio::io_context io(1);
+        net::smtp_server server(io, settings, spool);
+        if (!inetd)
+            server.bind();
+        if (!settings.receiver.user.empty() && ::geteuid() == 0) {
+            const user_ids user = lookup_user(settings.receiver.user);
+            hand_over_spool(settings.spool, user);
+            drop_privileges(user);
+        }
+
+        net::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+        std::function<void(const boost::system::error_code&, int)> on_signal =
+            [&](const boost::system::error_code& ec, int number) {
+                if (ec)
+                    return;
+                if (number == SIGHUP) {
+                    try {
+                        server.reload(parse_command_line(argc, argv, flags).settings);
+                    } catch (const std::exception& e) {
+                        log::error(log::fields({{"event", "reload-failed"}, {"error", e.what()}}));
+                    }
+                } else {
+                    server.shut_down(settings.receiver.shutdown_grace);
+                }
+                signals.async_wait(on_signal);
+            };
+        signals.async_wait(on_signal);
+        server.on_stopped = [&] {
+            boost::system::error_code ignored;
+            signals.cancel(ignored);
+            if (!inetd)
+                log::info(log::fields({{"event", "stopped"}}));
+        };
+
+        if (inetd)
+            server.serve_inetd(STDIN_FILENO, STDOUT_FILENO);
+        else
+            server.start();
+        io.run();
+        return exit_status::ok;
+    } catch (const std::system_error& e) {
+        const bool is_network = e.code() == std::errc::address_in_use || e.code() == std::errc::address_not_available;
+        return fatal(e.what(), is_network ? exit_status::os_error : exit_status::cant_create);
+    } catch (const std::exception& e) {
+        return fatal(e.what(), exit_status::software);
+    }
+}

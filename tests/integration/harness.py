@@ -1,0 +1,154 @@
+"""Shared pieces of the integration tests: start the real leafmaild on 127.0.0.1:0 with a
+fresh spool and an empty configuration file of its own, read the port it announces, look at
+spool entries as spool-format/README.md describes them, and stop only what we started."""
+
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+LEAFMAILD = os.environ.get("LEAFMAILD", "leafmaild")
+LEAFMAIL_FLUSH = os.environ.get("LEAFMAIL_FLUSH", "leafmail-flush")
+LEAFMAIL_LIST = os.environ.get("LEAFMAIL_LIST", "leafmail-list")
+LEAFMAIL_SENDMAIL = os.environ.get("LEAFMAIL_SENDMAIL", "leafmail-sendmail")
+SOURCE_DIR = os.environ.get("LEAFMAIL_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+FOOTER_SIZE = 32
+QUEUE_ID = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{4}$")
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02):
+    """Polls predicate until it is true or timeout seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+class Daemon:
+    """One leafmaild process with its own temporary spool and configuration file."""
+
+    def __init__(self, config="", args=(), workdir=None):
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="leafmail-it-")
+            workdir = self._tmp.name
+        self.workdir = workdir
+        self.spool = os.path.join(workdir, "spool")
+        self.config_path = os.path.join(workdir, "leafmail.conf")
+        with open(self.config_path, "w") as f:
+            f.write(config)
+        self.args = list(args)
+        self.process = None
+        self.lines = []
+        self.port = None
+        self._reader = None
+
+    def command(self):
+        return [LEAFMAILD, "--config", self.config_path, "--spool", self.spool, "--log", "stderr",
+                "--hostname", "test.leafmail", "--listen", "127.0.0.1:0"] + self.args
+
+    def start(self, timeout=10.0):
+        self.lines = []
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._read_log, daemon=True)
+        self._reader.start()
+        line = self.wait_for_log(r"event=listening address=127\.0\.0\.1:(\d+)", timeout)
+        if not line:
+            self.kill()
+            raise RuntimeError("leafmaild did not start:\n" + "\n".join(self.lines))
+        self.port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+        return self
+
+    def _read_log(self):
+        for raw in self.process.stderr:
+            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def wait_for_log(self, pattern, timeout=10.0, start=0):
+        """The first log line at index >= start matching pattern, waiting up to timeout."""
+        regex = re.compile(pattern)
+
+        def find():
+            for line in self.lines[start:]:
+                if regex.search(line):
+                    return line
+            return None
+
+        return wait_until(find, timeout)
+
+    def log_text(self):
+        return "\n".join(self.lines)
+
+    def stop(self, timeout=15.0):
+        """SIGTERM, then SIGKILL if it does not stop in time; returns the exit status."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self._reader:
+            self._reader.join(5)
+        return self.process.returncode if self.process else None
+
+    def kill(self):
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        if self._reader:
+            self._reader.join(5)
+
+    def close(self):
+        self.stop()
+        if self._tmp:
+            self._tmp.cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def entry_ids(spool, area="queue"):
+    directory = os.path.join(spool, area)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(name for name in os.listdir(directory) if QUEUE_ID.match(name))
+
+
+def read_entry(spool, entry_id, area="queue"):
+    """(content bytes, envelope archive text) of one entry, per spool-format/README.md."""
+    with open(os.path.join(spool, area, entry_id), "rb") as f:
+        data = f.read()
+    footer = data[-FOOTER_SIZE:]
+    assert footer.startswith(b"\nLEAFMAIL1 ") and footer.endswith(b"\n"), footer
+    offset = int(footer[11:31])
+    envelope = data[offset:-FOOTER_SIZE].decode("utf-8", "replace")
+    state = os.path.join(spool, area, entry_id + ".env")
+    if os.path.exists(state):
+        with open(state, encoding="utf-8", errors="replace") as f:
+            envelope = f.read()
+    return data[:offset], envelope
+
+
+def content_without_received(content):
+    """The message as the client sent it: our Received: field (first, folded) removed."""
+    assert content.startswith(b"Received: "), content[:80]
+    end = 0
+    while True:
+        end = content.index(b"\r\n", end) + 2
+        if content[end:end + 1] not in (b"\t", b" "):
+            return content[end:]
+
+
+def temp_files(spool):
+    directory = os.path.join(spool, "tmp")
+    return os.listdir(directory) if os.path.isdir(directory) else []
