@@ -1,1 +1,6 @@
-# core tests: listed by the module's owner
+target_sources(unit_tests PRIVATE
+  unit/access_test.cpp
+  unit/config_test.cpp
+  unit/log_test.cpp
+  unit/trace_test.cpp
+)

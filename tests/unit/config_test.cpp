@@ -1,0 +1,157 @@
+#include "leafmail/config.hpp"
+
+#include "temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+using namespace leafmail;
+namespace po = boost::program_options;
+
+namespace {
+
+struct config_file {
+    leafmail::test::temp_dir dir;
+    std::string path;
+    explicit config_file(const std::string& text) : path((dir.path() / "leafmail.conf").string())
+    {
+        std::ofstream(path) << text;
+    }
+};
+
+parsed_command_line parse(std::vector<std::string> args)
+{
+    po::options_description tool("tool");
+    tool.add_options()("help", "help")("version", "version");
+    std::vector<const char*> argv{"leafmail-test"};
+    for (const auto& a : args)
+        argv.push_back(a.c_str());
+    return parse_command_line(static_cast<int>(argv.size()), argv.data(), tool);
+}
+
+} // namespace
+
+TEST_CASE("a configuration file sets every kind of value")
+{
+    config_file file("# comment\n"
+                     "spool = /var/tmp/spool\n"
+                     "hostname = mx.example\n"
+                     "listen = 127.0.0.1:2525\n"
+                     "listen = [::1]:2525\n"
+                     "allow = 10.0.0.0/8\n"
+                     "deny = 10.9.0.0/16\n"
+                     "max-message-size = 10M\n"
+                     "max-recipients = 7\n"
+                     "idle-timeout = 2m\n"
+                     "smarthost = smtp.example:2587\n"
+                     "tls = tls\n"
+                     "tls-verify = no\n"
+                     "max-queue-age = 3d\n");
+    const config c = parse({"--config", file.path}).settings;
+    CHECK(c.spool == "/var/tmp/spool");
+    CHECK(c.hostname == "mx.example");
+    CHECK(c.domain == "mx.example");
+    CHECK(c.relay.helo == "mx.example");
+    CHECK(c.receiver.listen == std::vector<std::string>{"127.0.0.1:2525", "[::1]:2525"});
+    CHECK(c.receiver.access.is_allowed("10.1.1.1"));
+    CHECK_FALSE(c.receiver.access.is_allowed("10.9.1.1"));
+    CHECK_FALSE(c.receiver.access.is_allowed("127.0.0.1")); // allow replaces the default
+    CHECK(c.receiver.max_message_size == 10 * 1024 * 1024);
+    CHECK(c.receiver.max_recipients == 7);
+    CHECK(c.receiver.idle_timeout == std::chrono::seconds(120));
+    CHECK(c.relay.host() == "smtp.example");
+    CHECK(c.relay.port() == 2587);
+    CHECK(c.relay.tls == tls_mode::implicit);
+    CHECK_FALSE(c.relay.tls_verify);
+    CHECK(c.relay.max_queue_age == std::chrono::hours(72));
+}
+
+TEST_CASE("defaults are safe: loopback only, port 25, TLS verified")
+{
+    config_file file("");
+    const config c = parse({"--config", file.path}).settings;
+    CHECK(c.receiver.listen == std::vector<std::string>{"127.0.0.1:25"});
+    CHECK(c.receiver.access.is_allowed("127.0.0.1"));
+    CHECK_FALSE(c.receiver.access.is_allowed("192.0.2.1"));
+    CHECK(c.receiver.max_message_size == 25 * 1024 * 1024);
+    CHECK(c.receiver.max_recipients == 100);
+    CHECK(c.receiver.max_connections == 100);
+    CHECK(c.receiver.idle_timeout == std::chrono::seconds(300));
+    CHECK(c.relay.tls == tls_mode::starttls);
+    CHECK(c.relay.tls_verify);
+    CHECK_FALSE(c.relay.auth_over_plaintext);
+}
+
+TEST_CASE("the command line wins over the file, key for key")
+{
+    config_file file("max-recipients = 7\nlisten = 127.0.0.1:2525\n");
+    const config c = parse({"--config", file.path, "--max-recipients", "9", "--listen", "127.0.0.2:26"}).settings;
+    CHECK(c.receiver.max_recipients == 9);
+    CHECK(c.receiver.listen == std::vector<std::string>{"127.0.0.2:26"});
+}
+
+TEST_CASE("smarthost ports default by TLS mode")
+{
+    relay_settings r;
+    r.smarthost = "smtp.example";
+    r.tls = tls_mode::none;
+    CHECK(r.port() == 25);
+    r.tls = tls_mode::starttls;
+    CHECK(r.port() == 587);
+    r.tls = tls_mode::implicit;
+    CHECK(r.port() == 465);
+    r.smarthost = "[2001:db8::1]:2525";
+    CHECK(r.host() == "2001:db8::1");
+    CHECK(r.port() == 2525);
+}
+
+TEST_CASE("configuration errors name the file, the line and the key")
+{
+    struct bad_case {
+        const char* text;
+        const char* expected_place;
+        const char* expected_key;
+    };
+    const bad_case cases[] = {
+        {"spool = /x\nno-such-key = 1\n", ":2", "no-such-key"},
+        {"\n\nmax-recipients = many\n", ":3", "max-recipients"},
+        {"max-message-size = 12Q\n", ":1", "max-message-size"},
+        {"idle-timeout = 0\n", ":1", "idle-timeout"},
+        {"allow = 10.0.0.0/33\n", ":1", "allow"},
+        {"tls = maybe\n", ":1", "tls"},
+        {"tls-verify = perhaps\n", ":1", "tls-verify"},
+        {"listen = 127.0.0.1\n", ":1", "listen"},
+        {"listen = 127.0.0.1:99999\n", ":1", "listen"},
+        {"smarthost = relay:0\n", ":1", "smarthost"},
+        {"spool = /a\nspool = /b\n", ":1", "spool"},
+        {"auth-user = me\n", ":1", "auth-user"},
+        {"[section]\nkey = 1\n", "", "section.key"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.text);
+        config_file file(c.text);
+        try {
+            (void)parse({"--config", file.path});
+            FAIL("no config_error");
+        } catch (const config_error& e) {
+            const std::string what = e.what();
+            CHECK_THAT(what, Catch::Contains(file.path + c.expected_place));
+            CHECK_THAT(what, Catch::Contains(c.expected_key));
+        }
+    }
+}
+
+TEST_CASE("a named configuration file that does not exist is an error")
+{
+    leafmail::test::temp_dir dir;
+    const std::string missing = (dir.path() / "nope.conf").string();
+    CHECK_THROWS_AS(parse({"--config", missing}), config_error);
+}
+
+TEST_CASE("bad command-line flags are usage errors, bad values on it are config errors")
+{
+    config_file file("");
+    CHECK_THROWS_AS(parse({"--config", file.path, "--no-such-flag"}), po::error);
+    CHECK_THROWS_WITH(parse({"--config", file.path, "--max-recipients", "x"}), Catch::Contains("command line"));
+}
