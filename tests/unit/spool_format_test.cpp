@@ -1,0 +1,97 @@
+// The golden entries of spool-format/ must load forever, with exactly these values.
+#include "leafmail/spool/spool.hpp"
+
+#include "temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+
+using namespace leafmail::spool;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path golden_v1 = fs::path(LEAFMAIL_SPOOL_FORMAT_DIR) / "v1";
+constexpr const char* fresh_smtp_entry = "000660dd5b269cdc-000022dd-0000";
+constexpr const char* bounce_with_state = "000660dd5b26a071-000022dd-0001";
+
+std::string file_bytes(const fs::path& p)
+{
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+// A spool whose queue holds copies of the golden files (tests never touch the originals).
+struct golden_spool {
+    leafmail::test::temp_dir dir;
+    spool s{dir.path()};
+    golden_spool()
+    {
+        for (const auto& item : fs::directory_iterator(golden_v1))
+            fs::copy_file(item.path(), dir.path() / "queue" / item.path().filename());
+    }
+};
+
+} // namespace
+
+TEST_CASE("format v1: a fresh SMTP entry thaws with every field")
+{
+    golden_spool g;
+    CHECK(g.s.list(area::queue) == std::vector<std::string>{fresh_smtp_entry, bounce_with_state});
+    const auto env = g.s.load(area::queue, fresh_smtp_entry);
+    REQUIRE(env);
+    CHECK(env->id == fresh_smtp_entry);
+    CHECK(env->queued_at == 1795352400);
+    CHECK(env->origin == "smtp");
+    CHECK(env->client_address == "127.0.0.1");
+    CHECK(env->helo_name == "client.example");
+    CHECK(env->reverse_path == "alice@example.org");
+    REQUIRE(env->recipients.size() == 2);
+    CHECK(env->recipients[0] == recipient{"bob@example.net", recipient_state::pending, 0, 0, ""});
+    CHECK(env->recipients[1].address == "carol@example.net");
+    CHECK(env->content_size == 305);
+    CHECK(env->body_8bit == 1);
+    CHECK(env->is_bounce == 0);
+
+    auto reader = g.s.open_content(area::queue, fresh_smtp_entry);
+    const std::string content = reader.read(1 << 20);
+    CHECK(content.size() == 305);
+    CHECK(content.starts_with("Received: from client.example ([127.0.0.1])\r\n"));
+    CHECK(content.find("\r\n.a line that began with a dot\r\n") != std::string::npos);
+    CHECK(content.ends_with("8-bit: \xe2\x82\xac\r\n"));
+}
+
+TEST_CASE("format v1: a state file overrides the envelope in the entry")
+{
+    golden_spool g;
+    const auto env = g.s.load(area::queue, bounce_with_state);
+    REQUIRE(env);
+    CHECK(env->origin == "sendmail");
+    CHECK(env->client_address == "uid=1000");
+    CHECK(env->reverse_path.empty());
+    CHECK(env->is_bounce == 1);
+    REQUIRE(env->recipients.size() == 3);
+    CHECK(env->recipients[0] == recipient{"dave@example.com", recipient_state::delivered, 1, 1795356000, "250 2.0.0 Ok: queued"});
+    CHECK(env->recipients[1].state == recipient_state::failed);
+    CHECK(env->recipients[1].last_reply == "550 5.1.1 <erin@example.com>: Recipient address rejected");
+    CHECK(env->recipients[2] == recipient{"frank@example.com", recipient_state::pending, 2, 1795356060,
+                                          "451 4.3.0 Temporary failure, \"try again\""});
+    CHECK(env->has_pending());
+}
+
+TEST_CASE("format v1: freezing the thawed envelope writes the golden bytes again")
+{
+    golden_spool g;
+    const std::string entry = file_bytes(golden_v1 / fresh_smtp_entry);
+    const auto env = g.s.load(area::queue, fresh_smtp_entry);
+    REQUIRE(env);
+    const std::string archive = entry.substr(env->content_size, entry.size() - 32 - env->content_size);
+    CHECK(freeze(*env) == archive);
+    CHECK(entry.substr(entry.size() - 32) == "\nLEAFMAIL1 00000000000000000305\n");
+    const auto with_state = g.s.load(area::queue, bounce_with_state);
+    CHECK(freeze(*with_state) == file_bytes(golden_v1 / (std::string(bounce_with_state) + ".env")));
+}
