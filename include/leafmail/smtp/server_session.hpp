@@ -16,10 +16,10 @@
 namespace leafmail::smtp {
 
 struct server_options {
-    std::string hostname = "localhost";                  // in the greeting and EHLO reply
-    std::uint64_t max_message_size = 25 * 1024 * 1024;   // octets of content; advertised by SIZE
-    std::size_t max_recipients = 100;                    // RFC 5321 4.5.3.1.8: at least 100
-    std::size_t max_bad_commands = 20;                   // then 421 and close
+    std::string hostname = "localhost";                // in the greeting and EHLO reply
+    std::uint64_t max_message_size = 25 * 1024 * 1024; // octets of content; advertised by SIZE
+    std::size_t max_recipients = 100;                  // RFC 5321 4.5.3.1.8: at least 100
+    std::size_t max_bad_commands = 20;                 // then 421 and close
 };
 
 /// What MAIL, RCPT and DATA built; reset by RSET, HELO/EHLO and after each message.
@@ -38,10 +38,10 @@ struct begin_message {}; // DATA accepted and 354 queued before it: open the con
 struct message_content { // dot-unstuffed content with CRLF line ends, to append to the sink
     std::string bytes;
 };
-struct commit_message {}; // end of DATA, content acceptable: store it, then call stored()
-                          // or store_failed(); input after the final dot waits until then
-struct discard_message {}; // end of DATA, content refused (size, NUL, line length): drop the
-                           // sink; the refusal reply follows as a send_reply
+struct commit_message {};   // end of DATA, content acceptable: store it, then call stored()
+                            // or store_failed(); input after the final dot waits until then
+struct discard_message {};  // end of DATA, content refused (size, NUL, line length): drop the
+                            // sink; the refusal reply follows as a send_reply
 struct close_connection {}; // after the replies before it are written
 using effect = std::variant<send_reply, begin_message, message_content, commit_message,
                             discard_message, close_connection>;
@@ -97,7 +97,7 @@ private:
     std::string helo_;
     bool esmtp_ = false;
     transaction transaction_;
-    std::string pending_input_; // a partial command line, or input behind the final dot
+    std::string pending_input_;            // a partial command line, or input behind the final dot
     bool discarding_command_line_ = false; // skipping an overlong line up to its LF
     std::size_t bad_commands_ = 0;
     data_reader data_;
@@ -106,7 +106,8 @@ private:
     void resume(std::vector<effect>& out);
     std::size_t read_command_line(std::string_view input, std::vector<effect>& out);
     std::size_t read_data(std::string_view input, std::vector<effect>& out);
-    void emit_content(std::string& chunk, std::string_view bytes);
+    void emit_content(std::string& chunk, std::string_view bytes,
+                      std::size_t usable = std::string_view::npos);
     void add_content_text(std::string& chunk, std::string_view bytes);
     void end_content_line(std::string& chunk);
     void finish_data(std::string& chunk, std::vector<effect>& out);

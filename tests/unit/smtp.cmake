@@ -1,0 +1,6 @@
+# Unit tests of the pure SMTP core: explicit list, one file per line.
+target_sources(unit_tests PRIVATE
+  unit/reply_test.cpp
+  unit/command_test.cpp
+  unit/server_session_test.cpp
+)
