@@ -8,6 +8,7 @@
 #include "leafmail/spool/spool.hpp"
 
 #include <boost/program_options.hpp>
+#include <csignal>
 #include <iostream>
 #include <unistd.h>
 
@@ -72,6 +73,13 @@ int main(int argc, char* argv[])
         return status;
     };
     const bool inetd = parsed.flags.count("inetd") > 0;
+    // Failures must come back as errors, not as signals that kill every session at once:
+    // a write past RLIMIT_FSIZE gives EFBIG (a 452 for that message) instead of SIGXFSZ, and a
+    // write to a pipe the peer closed (inetd mode) gives EPIPE instead of SIGPIPE.
+    std::signal(SIGXFSZ, SIG_IGN);
+    std::signal(SIGPIPE, SIG_IGN);
+    // The sysexits status of a start-up failure depends on the step that failed.
+    int status_on_failure = exit_status::cant_create;
     try {
         spool::spool spool(settings.spool);
         if (!inetd) {
@@ -84,13 +92,26 @@ int main(int argc, char* argv[])
         }
         net::asio::io_context io(1);
         net::smtp_server server(io, settings, spool);
-        if (!inetd)
-            server.bind();
+        if (!inetd) {
+            try {
+                server.bind();
+            } catch (const std::system_error& e) {
+                // EINVAL: a listen value that is no address; EACCES: a privileged port.
+                status_on_failure = e.code() == std::errc::invalid_argument ? exit_status::config
+                                    : e.code() == std::errc::permission_denied ? exit_status::no_permission
+                                                                               : exit_status::os_error;
+                throw;
+            }
+        }
         if (!settings.receiver.user.empty() && ::geteuid() == 0) {
+            status_on_failure = exit_status::no_user;
             const user_ids user = lookup_user(settings.receiver.user);
+            status_on_failure = exit_status::cant_create;
             hand_over_spool(settings.spool, user);
+            status_on_failure = exit_status::no_permission;
             drop_privileges(user);
         }
+        status_on_failure = exit_status::os_error;
 
         net::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
         std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -123,8 +144,7 @@ int main(int argc, char* argv[])
         io.run();
         return exit_status::ok;
     } catch (const std::system_error& e) {
-        const bool is_network = e.code() == std::errc::address_in_use || e.code() == std::errc::address_not_available;
-        return fatal(e.what(), is_network ? exit_status::os_error : exit_status::cant_create);
+        return fatal(e.what(), status_on_failure);
     } catch (const std::exception& e) {
         return fatal(e.what(), exit_status::software);
     }

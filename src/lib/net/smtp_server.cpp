@@ -135,8 +135,9 @@ tcp::endpoint parse_listen_address(const std::string& text)
 // What the sweep and shut_down() need to reach a running session.
 struct smtp_server::session_handle {
     clock_type::time_point deadline = clock_type::time_point::max();
-    bool timed_out = false;
-    bool shutting_down = false;
+    bool reading = false;        // suspended in a read: the only place a cancel is answered
+    bool timed_out = false;      // the sweep cancelled the read: answer 421 and close
+    bool shutting_down = false;  // stopping and this session may not go on: 421 and close
     bool in_transaction = false;
     std::function<void()> cancel;
     std::function<void()> close;
@@ -217,6 +218,8 @@ struct smtp_server::session_io {
         if (failure || !writer)
             co_return core.store_failed(failure.value_or(smtp::store_error::local_error));
         const std::string id = writer->id();
+        // The client waits for us now, not we for it: no idle deadline while the disk works.
+        handle.deadline = clock_type::time_point::max();
         try {
             co_await asio::co_spawn(
                 server.fsync_pool_,
@@ -227,6 +230,11 @@ struct smtp_server::session_io {
                 use_awaitable);
         } catch (const std::system_error& e) {
             note_failure(classify(e), e.what());
+            co_return core.store_failed(*failure);
+        } catch (const std::exception& e) {
+            // Whatever else failed (the envelope archive, say): a 451 for this message, never a
+            // dropped connection without an answer.
+            note_failure(smtp::store_error::local_error, e.what());
             co_return core.store_failed(*failure);
         }
         const auto size = writer->content_size();
@@ -396,10 +404,12 @@ awaitable<void> smtp_server::sweep_idle_sessions()
         for (session_handle* session : sessions_) {
             if (now < session->deadline)
                 continue;
-            if (!session->timed_out) {
+            if (session->reading && !session->timed_out) {
                 session->timed_out = true;
-                session->cancel(); // the session answers 421 and closes
-            } else if (now >= session->deadline + close_after_deadline) {
+                session->cancel(); // the read ends, the session answers 421 and closes
+            } else {
+                // Stuck writing (a client that does not read our replies, or our 421): there
+                // is nobody to tell, just let go of the socket.
                 session->close();
             }
         }
@@ -448,7 +458,9 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
                 handle.in_transaction = !io.core.current_transaction().recipients.empty() ||
                                         !io.core.current_transaction().reverse_path.empty() ||
                                         io.core.is_receiving_data();
-                if (stopping_ && !handle.in_transaction) {
+                // Stopping: a session outside a transaction ends now; one inside it ends when the
+                // grace period is over (shut_down() sets shutting_down then).
+                if (handle.shutting_down || (stopping_ && !handle.in_transaction)) {
                     io.queue_reply(smtp::replies::service_shutting_down(settings_.hostname));
                     co_await io.flush_output();
                     end_reason = "shutdown";
@@ -461,12 +473,15 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
                 }
                 handle.deadline = clock_type::now() + settings_.receiver.idle_timeout;
                 boost::system::error_code ec;
+                handle.reading = true;
                 const std::size_t n = co_await stream.async_read_some(asio::buffer(buffer), asio::redirect_error(use_awaitable, ec));
+                handle.reading = false;
+                if (!ec)
+                    handle.timed_out = false; // the data beat the sweep's cancel: not idle after all
                 if (ec) {
-                    if (handle.timed_out || handle.shutting_down) {
-                        handle.timed_out = handle.shutting_down = false; // re-arm for the 421 write
-                        handle.deadline = clock_type::now() + close_after_deadline;
-                        const bool was_timeout = ec == asio::error::operation_aborted && !stopping_;
+                    if (ec == asio::error::operation_aborted && (handle.timed_out || handle.shutting_down)) {
+                        const bool was_timeout = handle.timed_out && !handle.shutting_down && !stopping_;
+                        handle.timed_out = handle.shutting_down = false;
                         io.queue_reply(was_timeout ? smtp::replies::timeout(settings_.hostname)
                                                    : smtp::replies::service_shutting_down(settings_.hostname));
                         co_await io.flush_output();
@@ -509,8 +524,10 @@ void smtp_server::shut_down(std::chrono::seconds grace)
         if (!inetd_)
             log::info(log::fields({{"event", "stopping"}, {"sessions", std::to_string(sessions_.size())},
                                    {"grace-seconds", std::to_string(grace.count())}}));
+        // A session waiting for a command is told at once; one busy writing or committing
+        // sees stopping_ when it comes back to read.
         for (session_handle* session : sessions_)
-            if (!session->in_transaction) {
+            if (!session->in_transaction && session->reading) {
                 session->shutting_down = true;
                 session->cancel();
             }
@@ -520,8 +537,10 @@ void smtp_server::shut_down(std::chrono::seconds grace)
                 return;
             for (session_handle* session : sessions_) {
                 session->shutting_down = true;
-                session->deadline = clock_type::now() + close_after_deadline;
-                session->cancel();
+                if (session->reading) {
+                    session->deadline = clock_type::now() + close_after_deadline;
+                    session->cancel();
+                }
             }
         });
     }
