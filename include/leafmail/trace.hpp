@@ -11,7 +11,7 @@ namespace leafmail {
 
 struct received_fields {
     std::string helo;           // the client's HELO/EHLO argument; empty for local submission
-    std::string client_address; // IP address of the client; empty for local submission
+    std::string client_address; // IP address of the client; "local" for a pipe; empty for local submission
     std::string local_user;     // for local submission: the submitting user's login
     std::string hostname;       // ours
     std::string protocol;       // "SMTP", "ESMTP" (RFC 3848) or "local"

@@ -22,7 +22,9 @@ std::string received_header(const received_fields& f)
     // Continuation lines start with a tab (RFC 5322 folding), keeping each under 78 octets
     // for ordinary names.
     std::string out = "Received: ";
-    if (!f.client_address.empty()) {
+    if (f.client_address == "local") { // inetd over a pipe or a local socket: no address
+        out += "from " + (f.helo.empty() ? std::string("unknown") : f.helo) + " (local)\r\n\t";
+    } else if (!f.client_address.empty()) {
         const bool is_v6 = f.client_address.find(':') != std::string::npos;
         out += "from " + (f.helo.empty() ? std::string("unknown") : f.helo) + " ([" +
                (is_v6 ? "IPv6:" : "") + f.client_address + "])\r\n\t";

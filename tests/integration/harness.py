@@ -94,16 +94,20 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        self._finish_reader()
+        return self.process.returncode if self.process else None
+
+    def _finish_reader(self):
         if self._reader:
             self._reader.join(5)
-        return self.process.returncode if self.process else None
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
 
     def kill(self):
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
-        if self._reader:
-            self._reader.join(5)
+        self._finish_reader()
 
     def close(self):
         self.stop()

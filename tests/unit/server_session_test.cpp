@@ -253,6 +253,22 @@ TEST_CASE("a message goes MAIL, RCPT, DATA, content, dot, commit, 250", "[smtp][
     CHECK(h.session().is_closed());
 }
 
+TEST_CASE("a transaction is open from MAIL until the message is stored or reset", "[smtp][session]")
+{
+    harness h{options_with()};
+    h.hold_stores();
+    h.feed("EHLO client.test\r\n");
+    CHECK_FALSE(h.session().is_in_transaction());
+    h.feed("MAIL FROM:<>\r\n"); // the null path opens a transaction too
+    CHECK(h.session().is_in_transaction());
+    h.feed("RSET\r\n");
+    CHECK_FALSE(h.session().is_in_transaction());
+    h.feed("MAIL FROM:<a@client.test>\r\nRCPT TO:<b@mx.test>\r\nDATA\r\nx\r\n.\r\n");
+    CHECK(h.session().is_in_transaction()); // awaiting the store
+    h.stored("ID");
+    CHECK_FALSE(h.session().is_in_transaction());
+}
+
 TEST_CASE("the null reverse path is accepted for MAIL", "[smtp][session]")
 {
     harness h{options_with()};

@@ -28,6 +28,9 @@ TEST_CASE("the Received: header names client, us, id and date, folded with CRLF"
     CHECK(received_header(f).find("([IPv6:::1])") != std::string::npos);
     CHECK(received_header(f).find(" for ") == std::string::npos);
 
+    f.client_address = "local";
+    CHECK(received_header(f).starts_with("Received: from client.example (local)\r\n\tby relay.example"));
+
     received_fields local;
     local.local_user = "alice";
     local.hostname = "box";

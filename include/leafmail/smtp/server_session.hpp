@@ -68,6 +68,8 @@ public:
     [[nodiscard]] const transaction& current_transaction() const { return transaction_; }
     /// True between the 354 and the end of DATA (the transport may use a longer timeout).
     [[nodiscard]] bool is_receiving_data() const;
+    /// True from an accepted MAIL until the message is stored or the transaction reset.
+    [[nodiscard]] bool is_in_transaction() const;
     /// True once close_connection was emitted; further feed() calls return nothing.
     [[nodiscard]] bool is_closed() const;
 

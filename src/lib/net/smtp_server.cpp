@@ -455,9 +455,7 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
             co_await io.flush_output();
             std::vector<char> buffer(command_buffer_size);
             for (;;) {
-                handle.in_transaction = !io.core.current_transaction().recipients.empty() ||
-                                        !io.core.current_transaction().reverse_path.empty() ||
-                                        io.core.is_receiving_data();
+                handle.in_transaction = io.core.is_in_transaction();
                 // Stopping: a session outside a transaction ends now; one inside it ends when the
                 // grace period is over (shut_down() sets shutting_down then).
                 if (handle.shutting_down || (stopping_ && !handle.in_transaction)) {

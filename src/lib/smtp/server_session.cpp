@@ -92,6 +92,11 @@ bool server_session::is_receiving_data() const
     return phase_ == phase::in_data;
 }
 
+bool server_session::is_in_transaction() const
+{
+    return phase_ == phase::in_transaction || phase_ == phase::in_data || phase_ == phase::awaiting_store;
+}
+
 bool server_session::is_closed() const
 {
     return phase_ == phase::closed;
