@@ -1,0 +1,47 @@
+#pragma once
+// The flush: under the spool's flush lock, walk queue/ in arrival order, relay every entry
+// with pending recipients to the smarthost and record each outcome durably before the next
+// message's content goes out; bounce (RFC 3464) what failed for good, expire what is too
+// old. Never touches hold/; an entry locked by another tool is skipped this time.
+#include "leafmail/config.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace leafmail::relay {
+
+struct flush_options {
+    bool dry_run = false;                        // list what would be sent, change nothing
+    std::chrono::milliseconds lock_timeout{std::chrono::minutes(5)};
+    bool verbose = false;                        // log the SMTP dialogue, secrets masked
+    std::function<std::int64_t()> now;           // Unix seconds; default the system clock
+};
+
+struct flush_summary {
+    std::size_t sent = 0;      // entries whose every recipient is now delivered
+    std::size_t deferred = 0;  // entries still pending in queue/ afterwards (tried or not)
+    std::size_t failed = 0;    // entries moved to failed/ (each with a bounce when allowed)
+    std::size_t bounces = 0;   // notifications created
+    double seconds = 0;
+    bool lock_busy = false;    // another flush held the lock beyond lock_timeout
+    bool smarthost_unreachable = false;
+};
+
+/// Runs a flush. Throws config_error for settings that cannot work (no smarthost, a bad
+/// password file, AUTH without TLS not allowed), std::system_error for spool failures.
+[[nodiscard]] flush_summary run_flush(const config& settings, const flush_options& options);
+
+/// sysexits: 0 when nothing is pending, 75 (EX_TEMPFAIL) when something was deferred or the
+/// lock could not be had.
+[[nodiscard]] int exit_status_of(const flush_summary& summary);
+
+/// "sent N, deferred N, failed N in X s"
+[[nodiscard]] std::string summary_line(const flush_summary& summary);
+
+/// Checks what the flush needs before it touches anything. Throws config_error.
+void check_relay_settings(const config& settings);
+
+} // namespace leafmail::relay

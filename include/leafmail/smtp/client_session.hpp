@@ -1,0 +1,188 @@
+#pragma once
+// Client side of one SMTP connection to a smarthost (RFC 5321, RFC 3207 STARTTLS, RFC 4954
+// AUTH, RFC 2920 PIPELINING, RFC 1870 SIZE, RFC 6152 8BITMIME). Server bytes in, effects out:
+// commands to send, content to stream, per-recipient results. It never blocks, never throws
+// on server input and knows nothing of sockets, files, clocks, crypto libraries or logs.
+#include "leafmail/smtp/reply.hpp"
+#include "leafmail/smtp/reply_parser.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace leafmail::smtp {
+
+enum class client_tls {
+    none,     // plaintext, STARTTLS not used even when offered
+    starttls, // RFC 3207: required; a server that does not offer it is an error, never a downgrade
+    implicit  // the transport speaks TLS from the first byte (port 465, RFC 8314)
+};
+
+struct client_credentials {
+    std::string user;
+    std::string password;
+};
+
+/// HMAC-MD5(key, message) as 16 raw octets (RFC 2104). Injected so that the core needs no
+/// crypto library; empty means CRAM-MD5 is never chosen.
+using hmac_md5_function = std::function<std::string(std::string_view key, std::string_view message)>;
+
+struct client_options {
+    std::string helo = "localhost";        // our name in EHLO/HELO
+    client_tls tls = client_tls::starttls;
+    std::optional<client_credentials> auth; // no value: no AUTH
+    bool auth_over_plaintext = false;      // RFC 4954 section 4 risk accepted explicitly
+    hmac_md5_function hmac_md5;
+    std::size_t max_messages = 1000;       // transactions per connection, then QUIT
+};
+
+/// What the server's EHLO reply offered (RFC 5321 section 4.1.1.1; keywords case-insensitive).
+struct server_capabilities {
+    bool esmtp = false; // EHLO accepted (false after the HELO fallback)
+    bool pipelining = false;
+    bool starttls = false;
+    bool eight_bit_mime = false;
+    bool enhanced_status_codes = false;
+    bool size = false;                       // SIZE offered: we may send SIZE= (RFC 1870 section 6)
+    std::optional<std::uint64_t> size_limit; // SIZE n with n > 0; SIZE 0 or bare SIZE: no limit
+    std::vector<std::string> auth_mechanisms; // upper case
+
+    [[nodiscard]] bool offers_auth(std::string_view mechanism) const;
+};
+
+/// Parses the lines of a 250 reply to EHLO (the first line is the server's greeting).
+[[nodiscard]] server_capabilities parse_ehlo_reply(const reply& ehlo);
+
+/// One message to relay, holding only the recipients still pending.
+struct outgoing_message {
+    std::uint64_t tag = 0;          // the caller's handle, echoed in the result
+    std::string reverse_path;       // without angle brackets; empty is the null path <>
+    std::vector<std::string> recipients;
+    std::uint64_t size = 0;         // content octets (SIZE=, RFC 1870 section 6)
+    bool has_8bit = false;          // BODY=8BITMIME when offered (RFC 6152 section 3)
+};
+
+enum class delivery_status { delivered, deferred, failed };
+
+struct recipient_result {
+    std::string address;
+    delivery_status status = delivery_status::deferred;
+    reply why; // the server's reply that decided it, or one we made up (connection lost)
+};
+
+struct message_result {
+    std::uint64_t tag = 0;
+    bool attempted = false;                 // MAIL was sent for it on this connection
+    std::vector<recipient_result> recipients; // same order as outgoing_message::recipients
+};
+
+// Effects, in the order the transport must carry them out. Bytes of consecutive sends may
+// be gathered into one write: the session only emits several commands in a row where
+// RFC 2920 allows them to travel together.
+struct send_command {
+    std::string wire;  // with CRLF
+    std::string shown; // for --verbose: without CRLF, AUTH payloads masked
+};
+struct start_tls {};          // handshake now, then call tls_established()
+struct request_message {};    // call message() or no_more_messages()
+struct send_message_content { // stream the message's content through a dot_stuffer, end marker included
+    std::uint64_t tag = 0;
+};
+struct message_finished {     // record it durably before sending later content
+    message_result result;
+};
+struct connection_finished {  // close the socket; failure set when the connection failed
+    std::optional<reply> failure;
+};
+using client_effect = std::variant<send_command, start_tls, request_message,
+                                   send_message_content, message_finished, connection_finished>;
+
+/// Which timeout applies while waiting for the next reply (RFC 5321 section 4.5.3.2).
+enum class wait_kind { nothing, greeting, command, final_dot };
+
+class client_session {
+public:
+    explicit client_session(client_options options);
+
+    /// Consumes any chunk of server bytes (split anywhere).
+    [[nodiscard]] std::vector<client_effect> feed(std::string_view bytes);
+    /// The TLS handshake after STARTTLS succeeded: EHLO again (RFC 3207 section 4.2).
+    [[nodiscard]] std::vector<client_effect> tls_established();
+    /// Answer to request_message.
+    [[nodiscard]] std::vector<client_effect> message(outgoing_message next);
+    [[nodiscard]] std::vector<client_effect> no_more_messages();
+    /// The connection broke (closed, reset, timed out, TLS failed): every message in flight
+    /// is deferred. why is for the recorded reply, e.g. "timeout waiting for DATA reply".
+    [[nodiscard]] std::vector<client_effect> connection_lost(std::string_view why);
+
+    [[nodiscard]] wait_kind waiting_for() const;
+    [[nodiscard]] bool is_finished() const { return phase_ == phase::finished; }
+    [[nodiscard]] bool is_tls_active() const { return tls_active_; }
+    [[nodiscard]] const server_capabilities& capabilities() const { return capabilities_; }
+    /// Transactions started on this connection.
+    [[nodiscard]] std::size_t messages_started() const { return messages_started_; }
+
+private:
+    enum class phase { greeting, hello, starttls, auth, ready, quitting, finished };
+    enum class command_kind {
+        greeting, ehlo, helo, starttls, auth, rset, mail, rcpt, data, final_dot, lone_dot, quit
+    };
+    enum class auth_step { none, plain, login_user, login_password, cram_md5 };
+    struct expectation {
+        command_kind kind;
+        std::size_t index = 0; // recipient index for rcpt
+    };
+    struct transaction {
+        outgoing_message message;
+        std::optional<reply> mail_reply;
+        std::vector<std::optional<reply>> rcpt_replies;
+        std::optional<reply> data_reply;
+        bool content_sent = false;
+    };
+
+    void drain(std::vector<client_effect>& out);
+    void on_reply(const reply& r, std::vector<client_effect>& out);
+    void on_greeting(const reply& r, std::vector<client_effect>& out);
+    void on_ehlo(const reply& r, std::vector<client_effect>& out);
+    void on_helo(const reply& r, std::vector<client_effect>& out);
+    void on_starttls(const reply& r, std::vector<client_effect>& out);
+    void on_auth(const reply& r, std::vector<client_effect>& out);
+    void on_mail(const reply& r, std::vector<client_effect>& out);
+    void on_rcpt(const reply& r, std::size_t index, std::vector<client_effect>& out);
+    void on_data(const reply& r, std::vector<client_effect>& out);
+    void on_final_dot(const reply& r, std::vector<client_effect>& out);
+
+    void after_hello(std::vector<client_effect>& out);
+    void start_auth(std::vector<client_effect>& out);
+    void become_ready(std::vector<client_effect>& out);
+    void send_transaction(std::vector<client_effect>& out);
+    void send_next_rcpt_or_data(std::vector<client_effect>& out);
+    void finish_transaction(bool front, const std::optional<reply>& final_reply,
+                            std::vector<client_effect>& out);
+    void advance(std::vector<client_effect>& out);
+    void quit(std::vector<client_effect>& out);
+    void fail(reply why, std::vector<client_effect>& out);
+    void send(std::string wire, std::string shown, command_kind kind, std::vector<client_effect>& out,
+              std::size_t index = 0);
+
+    client_options options_;
+    reply_parser parser_;
+    phase phase_ = phase::greeting;
+    bool tls_active_ = false;
+    server_capabilities capabilities_;
+    auth_step auth_step_ = auth_step::none;
+    std::deque<expectation> expected_;   // replies owed by the server, in order (RFC 2920 3.1)
+    std::deque<transaction> in_flight_;  // at most two: one awaiting its final dot, one behind
+    bool need_rset_ = false;             // a transaction was left open without its final dot
+    bool message_requested_ = false;     // request_message emitted, answer not yet given
+    bool no_more_ = false;
+    std::size_t messages_started_ = 0;
+};
+
+} // namespace leafmail::smtp

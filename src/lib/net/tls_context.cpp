@@ -1,0 +1,79 @@
+#include "leafmail/net/tls_context.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+namespace leafmail::net {
+
+namespace {
+
+bool is_ip_literal(const std::string& host)
+{
+    boost::system::error_code ec;
+    asio::ip::make_address(host, ec);
+    return !ec;
+}
+
+} // namespace
+
+asio::ssl::context make_client_tls_context(const relay_settings& settings)
+{
+    asio::ssl::context context(asio::ssl::context::tls_client);
+    // SSLv3, TLS 1.0 and 1.1 are deprecated (RFC 8996).
+    SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
+    if (!settings.tls_verify) {
+        context.set_verify_mode(asio::ssl::verify_none);
+        return context;
+    }
+    boost::system::error_code ec;
+    context.set_default_verify_paths(ec);
+    if (ec)
+        throw config_error("cannot load the system CA store: " + ec.message());
+    if (!settings.ca_file.empty()) {
+        context.load_verify_file(settings.ca_file.string(), ec);
+        if (ec)
+            throw config_error("cannot load ca-file " + settings.ca_file.string() + ": " + ec.message());
+    }
+    context.set_verify_mode(asio::ssl::verify_peer);
+    return context;
+}
+
+void prepare_client_tls(asio::ssl::stream<asio::ip::tcp::socket>& stream, const std::string& host,
+                        bool verify)
+{
+    SSL* ssl = stream.native_handle();
+    bool ip = is_ip_literal(host);
+    // RFC 6066 section 3: "Literal IPv4 and IPv6 addresses are not permitted in HostName".
+    if (!ip)
+        SSL_set_tlsext_host_name(ssl, host.c_str());
+    if (!verify)
+        return;
+    // The name check is part of chain verification, so a wrong name fails the handshake.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (ip)
+        X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+    else
+        X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+}
+
+std::string tls_verify_error(asio::ssl::stream<asio::ip::tcp::socket>& stream)
+{
+    long result = SSL_get_verify_result(stream.native_handle());
+    if (result == X509_V_OK)
+        return {};
+    return X509_verify_cert_error_string(result);
+}
+
+std::string hmac_md5(std::string_view key, std::string_view message)
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    HMAC(EVP_md5(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length);
+    return std::string(reinterpret_cast<const char*>(digest), length);
+}
+
+} // namespace leafmail::net

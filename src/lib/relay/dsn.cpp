@@ -1,0 +1,140 @@
+#include "leafmail/relay/dsn.hpp"
+
+#include "leafmail/smtp/reply_parser.hpp"
+
+#include <ctime>
+
+namespace leafmail::relay {
+
+namespace {
+
+// RFC 5322 section 2.1.1: lines must stay under 998 octets; replies are cut well below.
+constexpr std::size_t max_diagnostic = 900;
+
+std::string one_line(std::string_view text)
+{
+    std::string out;
+    for (char c : text.substr(0, max_diagnostic))
+        out += (c == '\r' || c == '\n') ? ' ' : c;
+    return out;
+}
+
+} // namespace
+
+bool should_notify(const spool::envelope& env)
+{
+    return !env.reverse_path.empty() && env.is_bounce == 0;
+}
+
+std::string status_of_reply(std::string_view line)
+{
+    if (line.size() >= 3 && line[0] >= '2' && line[0] <= '5') {
+        int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+        std::string_view text = line.size() > 4 ? line.substr(4) : std::string_view{};
+        if (auto n = smtp::enhanced_code_length(code, text))
+            return std::string(text.substr(0, *n));
+        return std::string(1, line[0]) + ".0.0";
+    }
+    return "5.0.0";
+}
+
+std::string rfc5322_date(std::int64_t unix_seconds)
+{
+    std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
+                  tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buffer;
+}
+
+std::string header_section(std::string_view content, std::size_t max_bytes)
+{
+    std::size_t end = 0;
+    while (end < content.size()) {
+        std::size_t lf = content.find('\n', end);
+        if (lf == std::string_view::npos)
+            break; // an unfinished line is not taken
+        std::string_view line = content.substr(end, lf - end);
+        if (line.empty() || line == "\r")
+            break; // the empty line that ends the header section
+        if (lf + 1 > max_bytes)
+            break;
+        end = lf + 1;
+    }
+    return std::string(content.substr(0, end));
+}
+
+std::string make_dsn(const dsn_request& r)
+{
+    const std::string boundary = "=_leafmail_" + r.queue_id + "_" + std::to_string(r.now);
+    const std::string crlf = "\r\n";
+    std::string m;
+    // Top-level header: RFC 3464 section 2, RFC 3834 section 5 (Auto-Submitted).
+    m += "From: Mail Delivery System <MAILER-DAEMON@" + r.reporting_host + ">" + crlf;
+    m += "To: <" + r.sender + ">" + crlf;
+    m += "Subject: Undelivered Mail Returned to Sender" + crlf;
+    m += "Date: " + rfc5322_date(r.now) + crlf;
+    m += "Message-ID: <" + r.message_id + "@" + r.reporting_host + ">" + crlf;
+    m += "Auto-Submitted: auto-replied" + crlf;
+    m += "MIME-Version: 1.0" + crlf;
+    m += "Content-Type: multipart/report; report-type=delivery-status;" + crlf;
+    m += "\tboundary=\"" + boundary + "\"" + crlf;
+    m += crlf;
+    m += "This is a MIME-encapsulated message." + crlf + crlf;
+
+    // Part 1: for humans (RFC 6522 section 3).
+    m += "--" + boundary + crlf;
+    m += "Content-Type: text/plain; charset=us-ascii" + crlf;
+    m += "Content-Description: Notification" + crlf + crlf;
+    m += "This is the mail system at host " + r.reporting_host + "." + crlf + crlf;
+    m += "Your message could not be delivered to one or more recipients." + crlf;
+    m += "Its headers are attached below." + crlf + crlf;
+    for (const auto& f : r.recipients) {
+        m += "<" + f.address + ">: ";
+        if (!f.diagnostic.empty())
+            m += (f.from_smarthost ? (r.remote_host.empty() ? "the smarthost" : r.remote_host) + " said: "
+                                   : std::string()) +
+                 one_line(f.diagnostic);
+        else
+            m += "delivery failed (" + f.status + ")";
+        m += crlf;
+    }
+    m += crlf;
+
+    // Part 2: message/delivery-status (RFC 3464 section 2.2 and 2.3).
+    m += "--" + boundary + crlf;
+    m += "Content-Type: message/delivery-status" + crlf + crlf;
+    m += "Reporting-MTA: dns; " + r.reporting_host + crlf;
+    m += "X-Leafmail-Queue-ID: " + r.queue_id + crlf;
+    m += "Arrival-Date: " + rfc5322_date(r.arrival_date) + crlf;
+    for (const auto& f : r.recipients) {
+        m += crlf;
+        m += "Final-Recipient: rfc822; " + f.address + crlf;
+        m += "Action: failed" + crlf;
+        m += "Status: " + f.status + crlf;
+        if (!r.remote_host.empty() && f.from_smarthost)
+            m += "Remote-MTA: dns; " + r.remote_host + crlf;
+        if (!f.diagnostic.empty())
+            m += std::string(f.from_smarthost ? "Diagnostic-Code: smtp; " : "Diagnostic-Code: X-leafmail; ") +
+                 one_line(f.diagnostic) + crlf;
+        m += "Last-Attempt-Date: " + rfc5322_date(r.now) + crlf;
+    }
+    m += crlf;
+
+    // Part 3: the original's headers (RFC 6522 section 3, text/rfc822-headers).
+    m += "--" + boundary + crlf;
+    m += "Content-Type: text/rfc822-headers" + crlf + crlf;
+    m += r.original_headers;
+    if (!r.original_headers.empty() && !r.original_headers.ends_with("\n"))
+        m += crlf;
+    m += crlf;
+    m += "--" + boundary + "--" + crlf;
+    return m;
+}
+
+} // namespace leafmail::relay

@@ -1,0 +1,7 @@
+# Unit tests of leafmail-flush's library part (paths relative to tests/).
+target_sources(unit_tests PRIVATE
+  unit/client_session_test.cpp
+  unit/dot_stuffer_test.cpp
+  unit/dsn_test.cpp
+  unit/relay_credentials_test.cpp
+)
