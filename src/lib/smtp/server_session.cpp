@@ -427,6 +427,21 @@ void server_session::handle_helo(const command& cmd, std::vector<effect>& out)
                         : replies::helo(options_.hostname));
 }
 
+namespace {
+// MAIL and RCPT refuse a bad argument alike except for the syntax and address replies.
+reply argument_refusal(argument_error error, reply syntax, reply bad_address)
+{
+    switch (error) {
+    case argument_error::syntax: return syntax;
+    case argument_error::bad_address: return bad_address;
+    case argument_error::invalid_parameter: return replies::invalid_parameter();
+    case argument_error::unknown_parameter: return replies::unknown_parameter();
+    case argument_error::unsupported_value: return replies::unsupported_parameter_value();
+    }
+    return syntax;
+}
+} // namespace
+
 void server_session::handle_mail(const command& cmd, std::vector<effect>& out)
 {
     if (phase_ == phase::need_helo) {
@@ -439,23 +454,8 @@ void server_session::handle_mail(const command& cmd, std::vector<effect>& out)
     }
     auto parsed = parse_mail_argument(cmd.argument);
     if (const auto* error = std::get_if<argument_error>(&parsed)) {
-        switch (*error) {
-        case argument_error::syntax:
-            respond(out, replies::mail_syntax());
-            return;
-        case argument_error::bad_address:
-            respond(out, replies::bad_sender_address());
-            return;
-        case argument_error::invalid_parameter:
-            respond(out, replies::invalid_parameter());
-            return;
-        case argument_error::unknown_parameter:
-            respond(out, replies::unknown_parameter());
-            return;
-        case argument_error::unsupported_value:
-            respond(out, replies::unsupported_parameter_value());
-            return;
-        }
+        respond(out, argument_refusal(*error, replies::mail_syntax(), replies::bad_sender_address()));
+        return;
     }
     auto& mail = std::get<mail_argument>(parsed);
     // RFC 1870 section 6: refuse a declared size over our fixed maximum before any data.
@@ -476,23 +476,8 @@ void server_session::handle_rcpt(const command& cmd, std::vector<effect>& out)
     }
     auto parsed = parse_rcpt_argument(cmd.argument);
     if (const auto* error = std::get_if<argument_error>(&parsed)) {
-        switch (*error) {
-        case argument_error::syntax:
-            respond(out, replies::rcpt_syntax());
-            return;
-        case argument_error::bad_address:
-            respond(out, replies::bad_recipient_address());
-            return;
-        case argument_error::invalid_parameter:
-            respond(out, replies::invalid_parameter());
-            return;
-        case argument_error::unknown_parameter:
-            respond(out, replies::unknown_parameter());
-            return;
-        case argument_error::unsupported_value:
-            respond(out, replies::unsupported_parameter_value());
-            return;
-        }
+        respond(out, argument_refusal(*error, replies::rcpt_syntax(), replies::bad_recipient_address()));
+        return;
     }
     // RFC 5321 4.5.3.1.10: over the limit is a 452, the client sends the rest later.
     if (transaction_.recipients.size() >= options_.max_recipients) {
