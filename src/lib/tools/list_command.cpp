@@ -1,0 +1,208 @@
+#include "leafmail/tools/list_command.hpp"
+
+#include "leafmail/config.hpp"
+#include "leafmail/exit_status.hpp"
+#include "leafmail/spool/queue_id.hpp"
+#include "leafmail/tools/listing.hpp"
+#include "leafmail/tools/queue_actions.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <cerrno>
+#include <ctime>
+#include <iostream>
+#include <optional>
+#include <sysexits.h>
+
+namespace leafmail::tools {
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr int unknown_entry = EX_NOINPUT; // 66: an id that names no entry
+
+std::optional<queue_action> chosen_action(const po::variables_map& flags)
+{
+    std::optional<queue_action> action;
+    const std::pair<const char*, queue_action> names[] = {{"delete", queue_action::remove},
+                                                          {"hold", queue_action::hold},
+                                                          {"release", queue_action::release},
+                                                          {"requeue", queue_action::requeue}};
+    for (const auto& [name, value] : names) {
+        if (!flags[name].as<bool>())
+            continue;
+        if (action)
+            throw po::error("give only one of --delete, --hold, --release, --requeue");
+        action = value;
+    }
+    return action;
+}
+
+int run_actions(spool::spool& spool, queue_action action, const std::vector<std::string>& ids)
+{
+    if (ids.empty())
+        throw po::error(std::string("--") + std::string(to_string(action)) +
+                        " needs at least one queue id");
+    int status = exit_status::ok;
+    bool any_permanent = false;
+    for (const auto& id : ids) {
+        const auto result = apply_action(spool, action, id, std::time(nullptr));
+        if (result.ok) {
+            std::cout << result.message << "\n";
+            continue;
+        }
+        std::cerr << "leafmail-list: " << result.message << "\n";
+        any_permanent = any_permanent || !result.is_transient;
+        status = any_permanent ? unknown_entry : exit_status::temp_fail;
+    }
+    return status;
+}
+
+int show_entries(spool::spool& spool, const std::vector<std::string>& ids, bool json)
+{
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    std::vector<listed_entry> found;
+    std::vector<std::string> headers;
+    int status = exit_status::ok;
+    for (const auto& id : ids) {
+        auto entry = find_entry(spool, id);
+        if (!entry) {
+            std::cerr << "leafmail-list: " << id << ": "
+                      << (spool::is_valid_queue_id(id) ? "no such entry" : "not a queue id")
+                      << "\n";
+            status = unknown_entry;
+            continue;
+        }
+        std::string header;
+        if (entry->envelope) {
+            try {
+                header = read_message_header(spool, entry->where, entry->id);
+            } catch (const std::exception& e) {
+                header.clear(); // vanished or unreadable since: the envelope is still worth showing
+            }
+        }
+        found.push_back(std::move(*entry));
+        headers.push_back(std::move(header));
+    }
+    if (json) {
+        write_json(std::cout, found, now, headers);
+    } else {
+        for (std::size_t i = 0; i < found.size(); ++i) {
+            if (i > 0)
+                std::cout << "\n";
+            write_details(std::cout, found[i], headers[i], now);
+        }
+    }
+    return status;
+}
+
+} // namespace
+
+po::options_description list_flags()
+{
+    po::options_description flags("leafmail-list");
+    flags.add_options()("help", "show this help and exit")("version", "show the version and exit")(
+        "json", po::bool_switch(),
+        "print one JSON array instead of text (see leafmail-list(8) for the fields)")(
+        "area", po::value<std::vector<std::string>>()->value_name("AREA"),
+        "list only this area: queued, held, failed or corrupt; repeatable")(
+        "delete", po::bool_switch(), "delete the entries named by ID... for good")(
+        "hold", po::bool_switch(), "move queued entries ID... to hold (leafmail-flush skips them)")(
+        "release", po::bool_switch(), "move held entries ID... back to the queue")(
+        "requeue", po::bool_switch(),
+        "put entries ID... (failed ones) back in the queue: failed recipients "
+        "pending again, attempts reset")(
+        "id", po::value<std::vector<std::string>>()->value_name("ID"),
+        "queue ids: show their full envelope and message header, or act on them");
+    return flags;
+}
+
+int list_main(int argc, char* argv[])
+{
+    const auto flags = list_flags();
+    po::positional_options_description positional;
+    positional.add("id", -1);
+    parsed_command_line parsed;
+    std::optional<queue_action> action;
+    std::vector<std::optional<spool::area>> areas;
+    try {
+        parsed = parse_command_line(argc, argv, flags, &positional);
+        if (parsed.flags.count("help")) {
+            std::cout
+                << "Usage: leafmail-list [options] [ID...]\n"
+                   "Shows the spool (as mailq does) and manages its entries.\n"
+                   "  leafmail-list                      every entry, oldest first, and a summary\n"
+                   "  leafmail-list ID...                full envelope and message header of "
+                   "entries\n"
+                   "  leafmail-list --json [ID...]       the same as one JSON document\n"
+                   "  leafmail-list --delete|--hold|--release|--requeue ID...\n\n"
+                << parsed.help;
+            return exit_status::ok;
+        }
+        if (parsed.flags.count("version")) {
+            std::cout << "leafmail-list " LEAFMAIL_VERSION "\n";
+            return exit_status::ok;
+        }
+        action = chosen_action(parsed.flags);
+        if (parsed.flags.count("area"))
+            for (const auto& name : parsed.flags["area"].as<std::vector<std::string>>())
+                if (!areas.emplace_back(area_from_label(name)).has_value())
+                    throw po::error("--area takes queued, held, failed or corrupt, not '" + name +
+                                    "'");
+        if (action && parsed.flags["json"].as<bool>())
+            throw po::error("--json lists; it does not go with --" +
+                            std::string(to_string(*action)));
+    } catch (const config_error& e) {
+        std::cerr << "leafmail-list: " << e.what() << "\n";
+        return exit_status::config;
+    } catch (const po::error& e) {
+        std::cerr << "leafmail-list: " << e.what() << "\nTry 'leafmail-list --help'.\n";
+        return exit_status::usage;
+    }
+
+    const std::vector<std::string> ids = parsed.flags.count("id")
+                                             ? parsed.flags["id"].as<std::vector<std::string>>()
+                                             : std::vector<std::string>{};
+    const bool json = parsed.flags["json"].as<bool>();
+    try {
+        spool::spool spool(parsed.settings.spool, false);
+        if (action)
+            return run_actions(spool, *action, ids);
+        if (!ids.empty())
+            return show_entries(spool, ids, json);
+        scan_options options;
+        if (!areas.empty()) {
+            options.areas.clear();
+            for (const auto& a : areas)
+                options.areas.push_back(*a);
+        }
+        const auto entries = scan_spool(spool, options);
+        for (const auto& e : entries)
+            if (e.was_quarantined)
+                std::cerr << "leafmail-list: warning: moved unreadable entry " << e.id
+                          << " to corrupt/: " << e.problem << "\n";
+        const auto now = static_cast<std::int64_t>(std::time(nullptr));
+        std::ios::sync_with_stdio(false);
+        if (json)
+            write_json(std::cout, entries, now);
+        else
+            write_listing(std::cout, entries, now);
+        std::cout.flush();
+        return std::cout ? exit_status::ok : exit_status::io_error;
+    } catch (const po::error& e) {
+        std::cerr << "leafmail-list: " << e.what() << "\nTry 'leafmail-list --help'.\n";
+        return exit_status::usage;
+    } catch (const std::system_error& e) {
+        std::cerr << "leafmail-list: " << e.what() << "\n";
+        const int code = e.code().value();
+        if (code == EACCES || code == EPERM)
+            return exit_status::no_permission;
+        return code == ENOENT ? EX_NOINPUT : exit_status::cant_create;
+    } catch (const std::exception& e) {
+        std::cerr << "leafmail-list: " << e.what() << "\n";
+        return exit_status::software;
+    }
+}
+
+} // namespace leafmail::tools

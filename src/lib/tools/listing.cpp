@@ -1,0 +1,520 @@
+#include "leafmail/tools/listing.hpp"
+
+#include "leafmail/spool/queue_id.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <system_error>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace leafmail::tools {
+
+namespace {
+
+using spool::area;
+
+constexpr std::size_t columns = 80;
+// Below this many entries one thread is quicker than starting more.
+constexpr std::size_t entries_per_thread = 4096;
+constexpr unsigned max_threads = 8;
+
+std::string fit(std::string text, std::size_t width)
+{
+    for (char& c : text) // a reply or a problem is shown on one line
+        if (c == '\r' || c == '\n' || c == '\t')
+            c = ' ';
+    if (text.size() > width)
+        text = text.substr(0, width - 3) + "...";
+    return text;
+}
+
+std::string plural(std::uint64_t n, std::string_view one, std::string_view many)
+{
+    return std::to_string(n) + " " + std::string(n == 1 ? one : many);
+}
+
+std::uint64_t size_of(const listed_entry& e)
+{
+    return e.envelope ? e.envelope->content_size : e.file_size;
+}
+
+std::int64_t queued_at_of(const listed_entry& e)
+{
+    return e.envelope && e.envelope->queued_at > 0 ? e.envelope->queued_at
+                                                   : queued_at_from_id(e.id);
+}
+
+std::uint32_t attempts_of(const spool::envelope& env)
+{
+    std::uint32_t most = 0;
+    for (const auto& r : env.recipients)
+        most = std::max(most, r.attempts);
+    return most;
+}
+
+std::string human_time(std::int64_t unix_seconds)
+{
+    const auto t = static_cast<std::time_t>(unix_seconds);
+    std::tm utc{};
+    ::gmtime_r(&t, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S UTC", &utc);
+    return text;
+}
+
+std::uint64_t file_size(const spool::spool& spool, area where, std::string_view id)
+{
+    struct stat st {};
+    if (::stat(spool.entry_path(where, id).c_str(), &st) != 0)
+        return 0;
+    return static_cast<std::uint64_t>(st.st_size);
+}
+
+// Reads one entry; false when it vanished.
+bool load_entry(spool::spool& spool, listed_entry& entry, bool quarantine)
+{
+    try {
+        entry.envelope = spool.load(entry.where, entry.id);
+        return entry.envelope.has_value();
+    } catch (const spool::corrupt_entry& e) {
+        entry.problem = e.what();
+    } catch (const std::system_error& e) {
+        entry.problem = e.what(); // not known to be corrupt (EMFILE...): shown, not moved
+        entry.file_size = file_size(spool, entry.where, entry.id);
+        return true;
+    }
+    // An unreadable entry goes to corrupt/ as every leafmail tool does with one; but one
+    // that only *we* may not read (an operator without the spool's group) stays put.
+    const bool is_ours_to_judge =
+        ::faccessat(AT_FDCWD, spool.entry_path(entry.where, entry.id).c_str(), R_OK, AT_EACCESS) ==
+        0;
+    if (quarantine && is_ours_to_judge && entry.where != area::corrupt) {
+        if (!spool.quarantine(entry.where, entry.id))
+            return false; // vanished meanwhile
+        entry.where = area::corrupt;
+        entry.was_quarantined = true;
+    }
+    entry.file_size = file_size(spool, entry.where, entry.id);
+    return true;
+}
+
+// JSON strings: escaping (and replacing invalid UTF-8) is the library's job; text that needs
+// none of it (ids, times, most addresses) is copied as it is, which keeps 100,000 entries
+// cheap.
+void append_json_string(std::string& out, std::string_view text)
+{
+    const bool is_plain = std::all_of(text.begin(), text.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u >= 0x20 && u < 0x7f && c != '"' && c != '\\';
+    });
+    if (is_plain) {
+        out += '"';
+        out.append(text);
+        out += '"';
+        return;
+    }
+    out += nlohmann::json(std::string(text))
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void append_field(std::string& out, std::string_view key, std::string_view text)
+{
+    out += '"';
+    out.append(key);
+    out += "\":";
+    append_json_string(out, text);
+}
+
+template <class Number> void append_number(std::string& out, std::string_view key, Number value)
+{
+    out += '"';
+    out.append(key);
+    out += "\":";
+    out += std::to_string(value);
+}
+
+void append_literal(std::string& out, std::string_view key, std::string_view literal)
+{
+    out += '"';
+    out.append(key);
+    out += "\":";
+    out.append(literal);
+}
+
+// One entry as a JSON object, fields in the documented order (leafmail-list(8)).
+void append_entry_json(std::string& out, const listed_entry& e, std::int64_t now,
+                       const std::string* headers)
+{
+    const std::int64_t queued = queued_at_of(e);
+    out += '{';
+    append_field(out, "id", e.id);
+    out += ',';
+    append_field(out, "area", area_label(e.where));
+    out += ',';
+    append_field(out, "queued_at", iso8601_utc(queued));
+    out += ',';
+    append_number(out, "age_seconds", std::max<std::int64_t>(0, now - queued));
+    out += ',';
+    append_number(out, "size", size_of(e));
+    out += ',';
+    if (e.envelope) {
+        const auto& env = *e.envelope;
+        append_field(out, "sender", env.reverse_path);
+        out += ',';
+        append_number(out, "attempts", attempts_of(env));
+        out += ',';
+        append_field(out, "origin", env.origin);
+        out += ',';
+        append_field(out, "client_address", env.client_address);
+        out += ',';
+        append_field(out, "helo_name", env.helo_name);
+        out += ',';
+        append_literal(out, "is_bounce", env.is_bounce ? "true" : "false");
+        out += ',';
+        append_literal(out, "body_8bit", env.body_8bit ? "true" : "false");
+        out += ",\"recipients\":[";
+        for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+            const auto& r = env.recipients[i];
+            out += i == 0 ? "{" : ",{";
+            append_field(out, "address", r.address);
+            out += ',';
+            append_field(out, "state", spool::to_string(r.state));
+            out += ',';
+            append_number(out, "attempts", r.attempts);
+            out += ',';
+            if (r.last_attempt_at > 0)
+                append_field(out, "last_attempt_at", iso8601_utc(r.last_attempt_at));
+            else
+                append_literal(out, "last_attempt_at", "null");
+            out += ',';
+            append_field(out, "last_reply", r.last_reply);
+            out += '}';
+        }
+        out += "],\"error\":null";
+    } else {
+        out += "\"sender\":null,\"attempts\":null,\"origin\":null,\"client_address\":null,"
+               "\"helo_name\":null,\"is_bounce\":null,\"body_8bit\":null,\"recipients\":[],";
+        append_field(out, "error", e.problem);
+    }
+    if (headers) {
+        out += ',';
+        append_field(out, "headers", *headers);
+    }
+    out += '}';
+}
+
+// Formats entries in slices on a few threads (a large spool), then writes them in order.
+template <class Format> void write_in_slices(std::ostream& out, std::size_t count, Format format)
+{
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const auto slices = static_cast<unsigned>(
+        std::min<std::size_t>({cores, max_threads, count / entries_per_thread + 1}));
+    std::vector<std::string> text(slices);
+    const std::size_t slice = (count + slices - 1) / std::max(1u, slices);
+    auto run = [&](unsigned t) {
+        const std::size_t begin = std::min(count, t * slice);
+        const std::size_t end = std::min(count, begin + slice);
+        text[t].reserve((end - begin) * 400);
+        for (std::size_t i = begin; i < end; ++i)
+            format(text[t], i);
+    };
+    if (slices <= 1) {
+        run(0);
+    } else {
+        std::vector<std::thread> threads;
+        for (unsigned t = 0; t < slices; ++t)
+            threads.emplace_back(run, t);
+        for (auto& thread : threads)
+            thread.join();
+    }
+    for (const auto& piece : text)
+        out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+}
+
+} // namespace
+
+std::string_view area_label(area where)
+{
+    switch (where) {
+    case area::queue:
+        return "queued";
+    case area::hold:
+        return "held";
+    case area::failed:
+        return "failed";
+    case area::corrupt:
+        return "corrupt";
+    }
+    return "queued";
+}
+
+std::optional<area> area_from_label(std::string_view text)
+{
+    for (area a : spool::all_areas)
+        if (text == area_label(a) || text == spool::to_string(a))
+            return a;
+    return std::nullopt;
+}
+
+std::int64_t queued_at_from_id(std::string_view id)
+{
+    // make_queue_id(): 16 hex digits of microseconds since the epoch come first.
+    std::uint64_t micros = 0;
+    if (id.size() < 16)
+        return 0;
+    const auto [end, error] = std::from_chars(id.data(), id.data() + 16, micros, 16);
+    if (error != std::errc{} || end != id.data() + 16)
+        return 0;
+    return static_cast<std::int64_t>(micros / 1000000);
+}
+
+std::string iso8601_utc(std::int64_t unix_seconds)
+{
+    const auto t = static_cast<std::time_t>(unix_seconds);
+    std::tm utc{};
+    ::gmtime_r(&t, &utc);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    return text;
+}
+
+std::string format_age(std::int64_t seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    const std::int64_t d = seconds / 86400, h = seconds % 86400 / 3600, m = seconds % 3600 / 60,
+                       s = seconds % 60;
+    if (d > 0)
+        return std::to_string(d) + "d " + std::to_string(h) + "h";
+    if (h > 0)
+        return std::to_string(h) + "h " + std::to_string(m) + "m";
+    if (m > 0)
+        return std::to_string(m) + "m " + std::to_string(s) + "s";
+    return std::to_string(s) + "s";
+}
+
+std::vector<listed_entry> scan_spool(spool::spool& spool, const scan_options& options)
+{
+    std::vector<listed_entry> found;
+    for (area where : spool::all_areas) {
+        if (std::find(options.areas.begin(), options.areas.end(), where) == options.areas.end())
+            continue;
+        for (auto& id : spool.list(where)) {
+            listed_entry e;
+            e.where = where;
+            e.id = std::move(id);
+            found.push_back(std::move(e));
+        }
+    }
+    // Ids sort by arrival time as plain strings (queue_id.hpp), whatever the area.
+    const auto by_id = [](const listed_entry& a, const listed_entry& b) { return a.id < b.id; };
+    if (!std::is_sorted(found.begin(), found.end(), by_id)) // each area comes sorted already
+        std::stable_sort(found.begin(), found.end(), by_id);
+
+    // Thawing is the cost on a large spool: share it between a few threads, each taking a
+    // contiguous slice, so the order is kept without further sorting.
+    std::vector<char> keep(found.size(), 0);
+    auto work = [&](std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i)
+            keep[i] = load_entry(spool, found[i], options.quarantine_corrupt) ? 1 : 0;
+    };
+    unsigned threads = options.threads;
+    if (threads == 0) {
+        const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+        threads = static_cast<unsigned>(
+            std::min<std::size_t>({cores, max_threads, found.size() / entries_per_thread + 1}));
+    }
+    if (threads <= 1) {
+        work(0, found.size());
+    } else {
+        std::vector<std::thread> pool;
+        const std::size_t slice = (found.size() + threads - 1) / threads;
+        for (unsigned t = 0; t < threads; ++t) {
+            const std::size_t begin = std::min(found.size(), t * slice);
+            const std::size_t end = std::min(found.size(), begin + slice);
+            pool.emplace_back(work, begin, end);
+        }
+        for (auto& thread : pool)
+            thread.join();
+    }
+
+    std::vector<listed_entry> result;
+    result.reserve(found.size());
+    for (std::size_t i = 0; i < found.size(); ++i)
+        if (keep[i])
+            result.push_back(std::move(found[i]));
+    return result;
+}
+
+std::optional<listed_entry> find_entry(spool::spool& spool, std::string_view id,
+                                       bool quarantine_corrupt)
+{
+    if (!spool::is_valid_queue_id(id))
+        return std::nullopt;
+    // Twice round: an entry moving between areas while we look is found the second time.
+    for (int round = 0; round < 2; ++round) {
+        for (area where : spool::all_areas) {
+            listed_entry e;
+            e.where = where;
+            e.id = std::string(id);
+            if (load_entry(spool, e, quarantine_corrupt))
+                return e;
+        }
+    }
+    return std::nullopt;
+}
+
+std::string read_message_header(const spool::spool& spool, area where, std::string_view id,
+                                std::size_t max_size)
+{
+    auto reader = spool.open_content(where, id);
+    std::string text;
+    std::size_t searched = 0;
+    while (text.size() < max_size) {
+        const std::string chunk = reader.read(16 * 1024);
+        if (chunk.empty())
+            break;
+        text += chunk;
+        const auto end = text.find("\r\n\r\n", searched > 3 ? searched - 3 : 0);
+        if (end != std::string::npos) {
+            text.resize(end + 2);
+            return text;
+        }
+        searched = text.size();
+    }
+    if (text.size() > max_size)
+        text.resize(max_size);
+    return text;
+}
+
+std::string summary_line(const std::vector<listed_entry>& entries)
+{
+    if (entries.empty())
+        return "spool is empty";
+    std::uint64_t bytes = 0;
+    std::size_t per_area[4] = {};
+    for (const auto& e : entries) {
+        bytes += size_of(e);
+        ++per_area[static_cast<std::size_t>(e.where)];
+    }
+    std::string line =
+        plural(entries.size(), "message", "messages") + ", " + plural(bytes, "byte", "bytes");
+    std::string parts;
+    for (area a : spool::all_areas) {
+        const std::size_t n = per_area[static_cast<std::size_t>(a)];
+        if (n == 0)
+            continue;
+        parts += (parts.empty() ? "" : ", ") + std::to_string(n) + " " + std::string(area_label(a));
+    }
+    return line + " (" + parts + ")";
+}
+
+namespace {
+
+void append_block(std::string& block, const listed_entry& e, std::int64_t now)
+{
+    const std::int64_t queued = queued_at_of(e);
+    block += e.id + "  " + std::string(area_label(e.where)) + "  " +
+             plural(size_of(e), "byte", "bytes") + "\n";
+    std::string when = "  queued " + human_time(queued) + " (" + format_age(now - queued) + " ago)";
+    if (!e.envelope) {
+        block += when + "\n";
+        block += fit("  unreadable: " + e.problem, columns) + "\n";
+        return;
+    }
+    const auto& env = *e.envelope;
+    block += when + ", " + plural(attempts_of(env), "attempt", "attempts") + "\n";
+    block += fit("  from <" + env.reverse_path + ">" +
+                     (env.is_bounce ? " (delivery status notification)" : ""),
+                 columns) +
+             "\n";
+    for (const auto& r : env.recipients) {
+        std::string state(spool::to_string(r.state));
+        state.resize(std::max<std::size_t>(state.size(), 10), ' ');
+        block += fit("  " + state + " <" + r.address + ">", columns) + "\n";
+        if (r.state != spool::recipient_state::delivered && !r.last_reply.empty())
+            block += fit("             " + r.last_reply, columns) + "\n";
+    }
+}
+
+} // namespace
+
+void write_listing(std::ostream& out, const std::vector<listed_entry>& entries, std::int64_t now)
+{
+    write_in_slices(out, entries.size(),
+                    [&](std::string& text, std::size_t i) { append_block(text, entries[i], now); });
+    out << summary_line(entries) << "\n";
+}
+
+void write_details(std::ostream& out, const listed_entry& e, std::string_view header,
+                   std::int64_t now)
+{
+    const std::int64_t queued = queued_at_of(e);
+    out << e.id << " (" << area_label(e.where) << ")\n";
+    out << "  queued at    " << human_time(queued) << " (" << format_age(now - queued) << " ago)\n";
+    out << "  size         " << plural(size_of(e), "byte", "bytes") << "\n";
+    if (!e.envelope) {
+        out << "  unreadable   " << e.problem << "\n";
+        return;
+    }
+    const auto& env = *e.envelope;
+    out << "  origin       " << env.origin;
+    if (!env.client_address.empty())
+        out << ", " << env.client_address;
+    if (!env.helo_name.empty())
+        out << ", helo " << env.helo_name;
+    out << "\n";
+    out << "  sender       <" << env.reverse_path << ">\n";
+    if (env.body_8bit || env.is_bounce)
+        out << "  flags       " << (env.body_8bit ? " 8bit" : "")
+            << (env.is_bounce ? " bounce" : "") << "\n";
+    for (const auto& r : env.recipients) {
+        out << "  recipient    <" << r.address << ">\n";
+        out << "    state      " << spool::to_string(r.state) << ", "
+            << plural(r.attempts, "attempt", "attempts");
+        if (r.last_attempt_at > 0)
+            out << ", last " << human_time(r.last_attempt_at);
+        out << "\n";
+        if (!r.last_reply.empty())
+            out << "    reply      " << r.last_reply << "\n";
+    }
+    if (!header.empty()) {
+        out << "  header:\n";
+        std::string text(header);
+        std::string line;
+        for (std::size_t start = 0; start < text.size();) {
+            auto end = text.find('\n', start);
+            if (end == std::string::npos)
+                end = text.size();
+            line = text.substr(start, end - start);
+            if (!line.empty() && line.back() == '\r')
+                line.pop_back();
+            out << "    " << line << "\n";
+            start = end + 1;
+        }
+    }
+}
+
+void write_json(std::ostream& out, const std::vector<listed_entry>& entries, std::int64_t now,
+                const std::vector<std::string>& headers)
+{
+    if (entries.empty()) {
+        out << "[]\n";
+        return;
+    }
+    out << "[\n";
+    write_in_slices(out, entries.size(), [&](std::string& text, std::size_t i) {
+        append_entry_json(text, entries[i], now, i < headers.size() ? &headers[i] : nullptr);
+        text += i + 1 < entries.size() ? ",\n" : "\n";
+    });
+    out << "]\n";
+}
+
+} // namespace leafmail::tools

@@ -1,0 +1,382 @@
+#include "leafmail/tools/submit.hpp"
+
+#include "leafmail/exit_status.hpp"
+#include "leafmail/log.hpp"
+#include "leafmail/net/smtp_server.hpp"
+#include "leafmail/tools/message.hpp"
+#include "leafmail/trace.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <system_error>
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace leafmail::tools {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::size_t read_size = 64 * 1024;
+
+std::vector<std::string> envelope_recipients(const sendmail_options& options,
+                                             const std::vector<std::string>& from_header,
+                                             const std::string& domain)
+{
+    std::vector<std::string> candidates;
+    for (const auto& argument : options.recipients) {
+        auto parsed = parse_address_list(argument); // "a@b, c@d" in one argument is allowed
+        if (parsed.empty() && !argument.empty())
+            throw submission_error(exit_status::data_error, "bad recipient address: " + argument);
+        candidates.insert(candidates.end(), parsed.begin(), parsed.end());
+    }
+    // -t adds the header's recipients to the arguments' (Postfix behaviour).
+    if (options.extract_recipients)
+        candidates.insert(candidates.end(), from_header.begin(), from_header.end());
+    std::vector<std::string> out;
+    for (const auto& candidate : candidates) {
+        std::string address = qualify(candidate, domain);
+        if (!is_acceptable_address(address))
+            throw submission_error(exit_status::data_error, "bad recipient address: " + candidate);
+        if (std::find(out.begin(), out.end(), address) == out.end())
+            out.push_back(std::move(address));
+    }
+    return out;
+}
+
+std::string reverse_path_for(const sendmail_options& options, const submitter& who,
+                             const std::string& domain)
+{
+    if (!options.sender)
+        return qualify(who.login, domain);
+    if (options.sender->empty())
+        return {}; // -f '<>': the null reverse-path (RFC 5321 4.5.5)
+    auto parsed = parse_address_list(*options.sender);
+    const std::string address =
+        parsed.size() == 1 ? qualify(parsed.front(), domain) : *options.sender;
+    if (!is_acceptable_address(address))
+        throw submission_error(exit_status::data_error, "bad sender address: " + *options.sender);
+    return address;
+}
+
+} // namespace
+
+submitter current_submitter()
+{
+    submitter who;
+    who.uid = ::getuid();
+    std::vector<char> buffer(16384);
+    passwd entry{};
+    passwd* found = nullptr;
+    if (::getpwuid_r(who.uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+        who.login = entry.pw_name;
+        const std::string gecos = entry.pw_gecos ? entry.pw_gecos : "";
+        who.full_name = gecos.substr(0, gecos.find(','));
+    } else {
+        who.login = "uid" + std::to_string(who.uid);
+    }
+    return who;
+}
+
+int exit_status_for(const std::system_error& error)
+{
+    const int code = error.code().value();
+    if (error.code().category() != std::generic_category() &&
+        error.code().category() != std::system_category())
+        return exit_status::cant_create;
+    switch (code) {
+    case ENOSPC:
+    case EDQUOT:
+    case ENFILE:
+    case EMFILE:
+        return exit_status::temp_fail;
+    case EACCES:
+    case EPERM:
+        return exit_status::no_permission;
+    case EIO:
+        return exit_status::io_error;
+    default:
+        return exit_status::cant_create;
+    }
+}
+
+submission_result submit_message(spool::spool& spool, const config& settings,
+                                 const sendmail_options& options, const submitter& who,
+                                 int input_fd, std::time_t now)
+{
+    line_normalizer lines(options.ignore_dots);
+    header_splitter header(max_submitted_header_size);
+    std::string normalized;
+    std::string body;
+    std::optional<spool::entry_writer> writer;
+    submission_result result;
+    spool::envelope env;
+
+    auto start_entry = [&] {
+        submission_fix fix;
+        fix.now = now;
+        result.reverse_path = reverse_path_for(options, who, settings.domain);
+        fix.from_address =
+            result.reverse_path.empty() ? qualify(who.login, settings.domain) : result.reverse_path;
+        fix.full_name = options.full_name.empty() ? who.full_name : options.full_name;
+        fix.message_id = "<pending>";
+        result.recipients = envelope_recipients(options, fix_header(header.fields(), fix).to_cc_bcc,
+                                                settings.domain);
+        if (result.recipients.empty())
+            throw submission_error(exit_status::data_error,
+                                   options.extract_recipients
+                                       ? "no recipients in To:, Cc:, Bcc: or the arguments"
+                                       : "no recipients given (name them as arguments, or use -t)");
+        if (spool.free_bytes() < settings.receiver.min_free_space)
+            throw submission_error(
+                exit_status::temp_fail,
+                "the spool is full (free space below min-free-space); try again later");
+        writer.emplace(spool.create_entry());
+        fix.message_id = "<" + writer->id() + "@" + settings.hostname + ">";
+        const fixed_header fixed = fix_header(header.fields(), fix);
+
+        received_fields trace;
+        trace.local_user = who.login;
+        trace.hostname = settings.hostname;
+        trace.protocol = "local";
+        trace.queue_id = writer->id();
+        trace.recipient = result.recipients.size() == 1 ? result.recipients.front() : std::string();
+        trace.when = now;
+        writer->write(received_header(trace));
+        writer->write(fixed.text);
+        writer->write("\r\n"); // the empty line between header and body
+
+        env.origin = "sendmail";
+        env.client_address = "uid=" + std::to_string(who.uid);
+        env.reverse_path = result.reverse_path;
+        for (const auto& address : result.recipients)
+            env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
+    };
+    auto write_body = [&] {
+        if (!writer || body.empty())
+            return;
+        writer->write(body);
+        body.clear();
+        if (writer->content_size() > settings.receiver.max_message_size)
+            throw submission_error(exit_status::data_error,
+                                   "message is larger than max-message-size (" +
+                                       std::to_string(settings.receiver.max_message_size) +
+                                       " octets)");
+    };
+    auto check_header = [&] {
+        if (header.is_too_large())
+            throw submission_error(exit_status::data_error,
+                                   "message header is larger than " +
+                                       std::to_string(max_submitted_header_size) + " octets");
+    };
+
+    try {
+        std::string buffer(read_size, '\0');
+        while (!lines.ended()) {
+            const ssize_t n = ::read(input_fd, buffer.data(), buffer.size());
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                throw submission_error(exit_status::io_error,
+                                       std::string("cannot read the message: ") +
+                                           std::strerror(errno));
+            if (n == 0)
+                break;
+            normalized.clear();
+            lines.put(std::string_view(buffer.data(), static_cast<std::size_t>(n)), normalized);
+            header.put(normalized, body);
+            check_header();
+            if (header.is_complete() && !writer)
+                start_entry();
+            write_body();
+        }
+        normalized.clear();
+        lines.finish(normalized);
+        header.put(normalized, body);
+        header.finish(body);
+        check_header();
+        if (!writer)
+            start_entry();
+        write_body();
+        result.size = writer->content_size();
+        writer->commit(env); // durable (fsync, rename, directory fsync) before we return
+        result.id = writer->id();
+        return result;
+    } catch (const std::system_error& e) {
+        throw submission_error(exit_status_for(e), e.what());
+    }
+}
+
+bool has_setgid_privilege()
+{
+    return ::getegid() != ::getgid();
+}
+
+void drop_setgid_privilege()
+{
+    const gid_t real = ::getgid();
+    if (::setresgid(real, real, real) != 0)
+        throw std::system_error(errno, std::generic_category(), "cannot drop the group privilege");
+}
+
+config load_submission_config(const std::string& named_file)
+{
+    if (named_file.empty())
+        return load_config_file(default_config_path, false);
+    if (!has_setgid_privilege())
+        return load_config_file(named_file, true);
+    // Open once and judge the file we opened, so a path swapped in between cannot fool us.
+    const int fd = ::open(named_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    struct stat st {};
+    const bool trusted = fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                         st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+    if (!trusted) {
+        if (fd >= 0)
+            ::close(fd);
+        drop_setgid_privilege();
+        return load_config_file(named_file, true);
+    }
+    const std::string proc_path = "/proc/self/fd/" + std::to_string(fd);
+    try {
+        config settings = load_config_file(proc_path, true);
+        ::close(fd);
+        return settings;
+    } catch (const config_error& e) {
+        ::close(fd);
+        std::string message = e.what();
+        if (const auto at = message.find(proc_path); at != std::string::npos)
+            message.replace(at, proc_path.size(), named_file);
+        throw config_error(message);
+    }
+}
+
+fs::path sibling_program(const std::string& name)
+{
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (ec)
+        return name; // found through PATH then
+    return self.parent_path() / name;
+}
+
+namespace {
+
+int exec_sibling(const std::string& program, const sendmail_options& options)
+{
+    // Listing and flushing are for the spool's owners: the setgid group only ever injects.
+    if (has_setgid_privilege())
+        drop_setgid_privilege();
+    const fs::path path = sibling_program(program);
+    std::vector<std::string> args{program};
+    if (!options.config_file.empty()) {
+        args.push_back("--config");
+        args.push_back(options.config_file);
+    }
+    std::vector<char*> argv;
+    for (auto& arg : args)
+        argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    ::execv(path.c_str(), argv.data());
+    std::cerr << "leafmail-sendmail: cannot run " << path.string() << ": " << std::strerror(errno)
+              << "\n";
+    return exit_status::unavailable;
+}
+
+int serve_smtp_session(spool::spool& spool, const config& settings)
+{
+    log::open("leafmail-sendmail", log::destination::syslog);
+    net::asio::io_context io(1);
+    net::smtp_server server(io, settings, spool);
+    server.serve_inetd(STDIN_FILENO, STDOUT_FILENO);
+    io.run();
+    return exit_status::ok;
+}
+
+} // namespace
+
+int sendmail_main(int argc, char* argv[])
+{
+    const std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+    const std::string program = argc > 0 ? fs::path(argv[0]).filename().string() : "sendmail";
+    sendmail_options options;
+    try {
+        options = parse_sendmail_args(args, program);
+    } catch (const usage_error& e) {
+        std::cerr << "leafmail-sendmail: " << e.what() << "\nTry 'leafmail-sendmail --help'.\n";
+        return exit_status::usage;
+    }
+    for (const auto& warning : options.warnings)
+        std::cerr << "leafmail-sendmail: warning: " << warning << "\n";
+
+    switch (options.mode) {
+    case sendmail_mode::help:
+        std::cout << sendmail_help();
+        return exit_status::ok;
+    case sendmail_mode::version:
+        std::cout << "leafmail-sendmail " LEAFMAIL_VERSION "\n";
+        return exit_status::ok;
+    case sendmail_mode::no_op:
+        return exit_status::ok;
+    case sendmail_mode::print_queue:
+        return exec_sibling("leafmail-list", options);
+    case sendmail_mode::flush_queue:
+        return exec_sibling("leafmail-flush", options);
+    case sendmail_mode::deliver:
+    case sendmail_mode::smtp_session:
+        break;
+    }
+
+    // Entries must stay readable by the spool's group (the daemon and flush) whatever umask
+    // the calling program has, and never by others.
+    ::umask(007);
+    config settings;
+    try {
+        settings = load_submission_config(options.config_file);
+    } catch (const config_error& e) {
+        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
+        return exit_status::config;
+    } catch (const std::system_error& e) {
+        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
+        return exit_status::os_error;
+    }
+
+    try {
+        spool::spool spool(settings.spool);
+        if (options.mode == sendmail_mode::smtp_session)
+            return serve_smtp_session(spool, settings);
+
+        log::open("leafmail-sendmail", log::destination::syslog);
+        const submitter who = current_submitter();
+        const auto result =
+            submit_message(spool, settings, options, who, STDIN_FILENO, std::time(nullptr));
+        log::info(log::fields({{"event", "accepted"},
+                               {"id", result.id},
+                               {"uid", std::to_string(who.uid)},
+                               {"from", "<" + result.reverse_path + ">"},
+                               {"recipients", std::to_string(result.recipients.size())},
+                               {"size", std::to_string(result.size)}}));
+        if (options.verbose)
+            std::cerr << "leafmail-sendmail: queued as " << result.id << " for "
+                      << result.recipients.size()
+                      << (result.recipients.size() == 1 ? " recipient" : " recipients") << "\n";
+        return exit_status::ok;
+    } catch (const submission_error& e) {
+        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
+        return e.exit_status;
+    } catch (const std::system_error& e) {
+        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
+        return exit_status_for(e);
+    } catch (const std::exception& e) {
+        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
+        return exit_status::software;
+    }
+}
+
+} // namespace leafmail::tools

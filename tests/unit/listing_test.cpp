@@ -1,0 +1,179 @@
+#include "leafmail/tools/listing.hpp"
+
+#include "temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+using namespace leafmail;
+using namespace leafmail::tools;
+
+namespace {
+
+std::string commit(spool::spool& s, const std::string& content, std::vector<std::string> to,
+                   std::string from = "alice@example.org")
+{
+    auto writer = s.create_entry();
+    writer.write(content);
+    spool::envelope env;
+    env.origin = "smtp";
+    env.client_address = "127.0.0.1";
+    env.helo_name = "client";
+    env.reverse_path = std::move(from);
+    for (auto& address : to)
+        env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
+    const std::string id = writer.id();
+    writer.commit(env);
+    return id;
+}
+
+} // namespace
+
+TEST_CASE("an empty spool lists as empty, in text and JSON")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path() / "spool");
+    const auto entries = scan_spool(s);
+    CHECK(entries.empty());
+    std::ostringstream text, json;
+    write_listing(text, entries, 0);
+    CHECK(text.str() == "spool is empty\n");
+    write_json(json, entries, 0);
+    CHECK(nlohmann::json::parse(json.str()) == nlohmann::json::array());
+}
+
+TEST_CASE("entries of every area are listed oldest first with their state")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path() / "spool");
+    const std::string queued =
+        commit(s, "Subject: one\r\n\r\nx\r\n", {"bob@example.net", "carol@example.net"});
+    const std::string held = commit(s, "Subject: two\r\n\r\ny\r\n", {"dave@example.net"});
+    const std::string failed = commit(s, "Subject: three\r\n\r\nz\r\n", {"erin@example.net"}, "");
+    const std::string broken = commit(s, "Subject: four\r\n\r\nw\r\n", {"frank@example.net"});
+
+    auto env = *s.load(spool::area::queue, queued);
+    env.recipients[0].attempts = 2;
+    env.recipients[0].last_attempt_at = 1700000000;
+    env.recipients[0].last_reply = "451 4.3.0 try again later";
+    env.recipients[1].state = spool::recipient_state::delivered;
+    s.save_state(spool::area::queue, env);
+    REQUIRE(s.move(held, spool::area::queue, spool::area::hold));
+    REQUIRE(s.move(failed, spool::area::queue, spool::area::failed));
+    { // truncate the last one: its footer is gone
+        std::ofstream(s.entry_path(spool::area::queue, broken), std::ios::trunc) << "garbage";
+    }
+
+    const auto entries = scan_spool(s);
+    REQUIRE(entries.size() == 4);
+    CHECK(entries[0].id == queued);
+    CHECK(entries[0].where == spool::area::queue);
+    CHECK(entries[1].where == spool::area::hold);
+    CHECK(entries[2].where == spool::area::failed);
+    CHECK(entries[3].id == broken);
+    CHECK(entries[3].where == spool::area::corrupt); // moved aside, as every tool does
+    CHECK(entries[3].was_quarantined);
+    CHECK_FALSE(entries[3].envelope);
+    CHECK(s.list(spool::area::corrupt) == std::vector<std::string>{broken});
+
+    const auto now = entries[0].envelope->queued_at + 3700;
+    std::ostringstream text;
+    write_listing(text, entries, now);
+    const std::string out = text.str();
+    CHECK(out.find(queued + "  queued") != std::string::npos);
+    CHECK(out.find(held + "  held") != std::string::npos);
+    CHECK(out.find(failed + "  failed") != std::string::npos);
+    CHECK(out.find(broken + "  corrupt") != std::string::npos);
+    CHECK(out.find("2 attempts") != std::string::npos);
+    CHECK(out.find("(1h 1m ago)") != std::string::npos);
+    CHECK(out.find("pending    <bob@example.net>") != std::string::npos);
+    CHECK(out.find("451 4.3.0 try again later") != std::string::npos);
+    CHECK(out.find("delivered  <carol@example.net>") != std::string::npos);
+    CHECK(out.find("from <>") != std::string::npos);
+    CHECK(out.find("4 messages, ") != std::string::npos);
+    CHECK(out.find("(1 queued, 1 held, 1 failed, 1 corrupt)") != std::string::npos);
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);)
+        CHECK(line.size() <= 80);
+
+    std::ostringstream json;
+    write_json(json, entries, now);
+    const auto doc = nlohmann::json::parse(json.str());
+    REQUIRE(doc.size() == 4);
+    CHECK(doc[0]["id"] == queued);
+    CHECK(doc[0]["area"] == "queued");
+    CHECK(doc[0]["sender"] == "alice@example.org");
+    CHECK(doc[0]["attempts"] == 2);
+    CHECK(doc[0]["age_seconds"] == 3700);
+    CHECK(doc[0]["size"] == entries[0].envelope->content_size);
+    CHECK(doc[0]["recipients"][0]["state"] == "pending");
+    CHECK(doc[0]["recipients"][0]["last_attempt_at"] == "2023-11-14T22:13:20Z");
+    CHECK(doc[0]["recipients"][0]["last_reply"] == "451 4.3.0 try again later");
+    CHECK(doc[0]["recipients"][1]["state"] == "delivered");
+    CHECK(doc[0]["error"].is_null());
+    CHECK(doc[2]["sender"] == "");
+    CHECK(doc[3]["area"] == "corrupt");
+    CHECK(doc[3]["error"].is_string());
+    CHECK(doc[3]["size"] == 7);
+
+    SECTION("areas can be chosen")
+    {
+        scan_options only_held;
+        only_held.areas = {spool::area::hold};
+        const auto held_only = scan_spool(s, only_held);
+        REQUIRE(held_only.size() == 1);
+        CHECK(held_only[0].id == held);
+    }
+    SECTION("several threads give the same listing")
+    {
+        scan_options threaded;
+        threaded.threads = 3;
+        const auto again = scan_spool(s, threaded);
+        REQUIRE(again.size() == 4);
+        for (std::size_t i = 0; i < 4; ++i)
+            CHECK(again[i].id == entries[i].id);
+    }
+    SECTION("one entry in detail, with its message header")
+    {
+        const auto entry = find_entry(s, queued);
+        REQUIRE(entry);
+        const std::string header = read_message_header(s, entry->where, entry->id);
+        CHECK(header == "Subject: one\r\n");
+        std::ostringstream details;
+        write_details(details, *entry, header, now);
+        CHECK(details.str().find("Subject: one") != std::string::npos);
+        CHECK(details.str().find("451 4.3.0") != std::string::npos);
+        CHECK_FALSE(find_entry(s, "0000000000000000-00000000-0000"));
+        CHECK_FALSE(find_entry(s, "../etc/passwd"));
+    }
+}
+
+TEST_CASE("invalid UTF-8 in a reply does not break the JSON")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path() / "spool");
+    const std::string id = commit(s, "x\r\n", {"a@b"});
+    auto env = *s.load(spool::area::queue, id);
+    env.recipients[0].last_reply = "451 \xff\xfe bad";
+    s.save_state(spool::area::queue, env);
+    std::ostringstream json;
+    write_json(json, scan_spool(s), 0);
+    CHECK(nlohmann::json::parse(json.str()).size() == 1);
+}
+
+TEST_CASE("times, ages and area names")
+{
+    CHECK(iso8601_utc(0) == "1970-01-01T00:00:00Z");
+    CHECK(format_age(42) == "42s");
+    CHECK(format_age(3 * 60 + 5) == "3m 5s");
+    CHECK(format_age(2 * 3600 + 5 * 60) == "2h 5m");
+    CHECK(format_age(3 * 86400 + 4 * 3600) == "3d 4h");
+    CHECK(format_age(-5) == "0s");
+    CHECK(queued_at_from_id("000660dd88d47910-000047e7-0000") == 0x000660dd88d47910 / 1000000);
+    CHECK(area_from_label("held") == spool::area::hold);
+    CHECK(area_from_label("hold") == spool::area::hold);
+    CHECK_FALSE(area_from_label("nowhere"));
+}

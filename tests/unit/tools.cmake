@@ -1,0 +1,10 @@
+# Unit tests of the operator tools' library part (leafmail-list, leafmail-sendmail).
+find_package(nlohmann_json 3 REQUIRED)
+target_sources(unit_tests PRIVATE
+  unit/listing_test.cpp
+  unit/message_test.cpp
+  unit/queue_actions_test.cpp
+  unit/sendmail_args_test.cpp
+  unit/submit_test.cpp
+)
+target_link_libraries(unit_tests PRIVATE nlohmann_json::nlohmann_json)
