@@ -1,0 +1,444 @@
+#!/usr/bin/python3
+"""leafmail benchmark: receive, flush, injection, latency, memory and scale, each figure the
+median of several runs with min-max, and the same load against a sink that stores nothing
+(the ceiling of the wire on this machine). Load generator and sink: Postfix's smtp-source and
+smtp-sink, unpacked from Debian's postfix package without installing it (no second MTA runs).
+Everything on 127.0.0.1 with ports picked at run time. Prints a Markdown table.
+
+Usage: run.py --bin-dir BUILD/src --fill BUILD/tests/bench/leafmail-bench-fill [--runs 3]
+"""
+
+import argparse
+import glob
+import os
+import re
+import resource
+import shutil
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+RESULTS = []  # (section, figure, leafmail list, ceiling list or None, unit)
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+def postfix_tools(cache):
+    """smtp-source and smtp-sink from Debian's postfix package, unpacked into cache."""
+    root = os.path.join(cache, "postfix-root")
+    source = os.path.join(root, "usr/sbin/smtp-source")
+    if not os.path.exists(source):
+        os.makedirs(cache, exist_ok=True)
+        if not glob.glob(os.path.join(cache, "postfix_*.deb")):
+            cmd = ["apt-get", "download", "postfix"]
+            if subprocess.call(cmd, cwd=cache) != 0:
+                subprocess.check_call(["apt-get", "update", "-q"])
+                subprocess.check_call(cmd, cwd=cache)
+        deb = glob.glob(os.path.join(cache, "postfix_*.deb"))[0]
+        subprocess.check_call(["dpkg-deb", "-x", deb, root])
+    env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(root, "usr/lib/postfix"))
+    return source, os.path.join(root, "usr/sbin/smtp-sink"), env
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def vm_status(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # KiB
+    return 0
+
+
+class Leafmaild:
+    def __init__(self, bins, spool, extra=()):
+        self.conf = os.path.join(os.path.dirname(spool), "bench.conf")
+        with open(self.conf, "w") as f:
+            f.write("")
+        cmd = [os.path.join(bins, "leafmaild"), "--config", self.conf, "--spool", spool, "--log", "stderr",
+               "--listen", "127.0.0.1:0", "--max-connections", "5000", "--hostname", "bench.leafmail"] + list(extra)
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     preexec_fn=raise_fd_limit)
+        self.lines = []
+        deadline = time.monotonic() + 10
+        self.port = None
+        while time.monotonic() < deadline and self.port is None:
+            line = self.proc.stderr.readline().decode()
+            m = re.search(r"event=listening address=127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+        if self.port is None:
+            raise RuntimeError("leafmaild did not start")
+        # Keep draining the log so the daemon never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Sink:
+    """smtp-sink: accepts everything, stores nothing."""
+
+    def __init__(self, sink_bin, env, extra=()):
+        self.port = free_port()
+        # smtp-sink refuses to run as root without a user to become.
+        as_user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.proc = subprocess.Popen([sink_bin] + as_user + list(extra) + [f"127.0.0.1:{self.port}", "1024"],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=raise_fd_limit)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("smtp-sink did not start")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def count_entries(spool, area="queue"):
+    d = os.path.join(spool, area)
+    return sum(1 for n in os.listdir(d) if not n.endswith(".env")) if os.path.isdir(d) else 0
+
+
+def summarize(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def record(section, figure, ours, ceiling, unit):
+    RESULTS.append((section, figure, ours, ceiling, unit))
+    m = summarize(ours)
+    text = f"{section} / {figure}: {m[0]:.1f} {unit} ({m[1]:.1f}-{m[2]:.1f})"
+    if ceiling:
+        c = summarize(ceiling)
+        text += f"; ceiling {c[0]:.1f} ({c[1]:.1f}-{c[2]:.1f}), ratio {m[0] / c[0]:.2f}"
+    log(text)
+
+
+# ------------------------------------------------------------------------- scenarios
+
+
+def smtp_source_rate(source, env, port, sessions, messages, size):
+    """Messages per second smtp-source pushes through; one message per connection."""
+    start = time.monotonic()
+    subprocess.check_call([source, "-s", str(sessions), "-m", str(messages), "-l", str(size),
+                           "-f", "bench@example.org", "-t", "sink@example.net", "-M", "bench.client",
+                           f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL, timeout=600)
+    return messages / (time.monotonic() - start)
+
+
+def bench_receive(args, tools, work):
+    source, sink_bin, env = tools
+    for size, sessions in [(1024, 1), (1024, 10), (1024, 50), (100 * 1024, 10)]:
+        ours, ceiling = [], []
+        for run in range(args.runs):
+            spool = os.path.join(work, f"recv-{size}-{sessions}-{run}", "spool")
+            os.makedirs(os.path.dirname(spool))
+            daemon = Leafmaild(args.bin_dir, spool)
+            try:
+                ours.append(smtp_source_rate(source, env, daemon.port, sessions, args.messages, size))
+            finally:
+                daemon.stop()
+            stored = count_entries(spool)
+            if stored != args.messages:
+                raise RuntimeError(f"spool holds {stored} entries, expected {args.messages}")
+            shutil.rmtree(os.path.dirname(spool))
+            sink = Sink(sink_bin, env)
+            try:
+                ceiling.append(smtp_source_rate(source, env, sink.port, sessions, args.messages, size))
+            finally:
+                sink.stop()
+        record("receive", f"{size // 1024} KiB, {sessions} connection(s)", ours, ceiling, "msg/s")
+
+
+def flush_command(args, spool, port, conf):
+    return [os.path.join(args.bin_dir, "leafmail-flush"), "--config", conf, "--spool", spool, "--log", "stderr",
+            "--smarthost", f"127.0.0.1:{port}", "--tls", "none", "--hostname", "bench.leafmail"]
+
+
+def timed_flush(args, tools, spool, conf):
+    """(messages per second, peak RSS KiB) of one leafmail-flush run into smtp-sink."""
+    _, sink_bin, env = tools
+    pending = count_entries(spool)
+    sink = Sink(sink_bin, env)
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.monotonic()
+        proc = subprocess.run(flush_command(args, spool, sink.port, conf), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=900)
+        elapsed = time.monotonic() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    finally:
+        sink.stop()
+    if proc.returncode != 0 or count_entries(spool) != 0:
+        raise RuntimeError(f"flush exit {proc.returncode}, {count_entries(spool)} left: {proc.stderr[-2000:]!r}")
+    return pending / elapsed, (peak if peak > before else None)
+
+
+def bench_flush(args, tools, work):
+    for size in (1024, 100 * 1024):
+        rates = []
+        for run in range(args.runs):
+            base = os.path.join(work, f"flush-{size}-{run}")
+            spool = os.path.join(base, "spool")
+            os.makedirs(base)
+            conf = os.path.join(base, "bench.conf")
+            open(conf, "w").close()
+            subprocess.check_call([args.fill, spool, str(args.messages), str(size), "sink@example.net"])
+            rates.append(timed_flush(args, tools, spool, conf)[0])
+            shutil.rmtree(base)
+        record("flush", f"{size // 1024} KiB into smtp-sink, {args.messages} messages", rates, None, "msg/s")
+
+
+def message_1k(i):
+    body = "".join(f"line {n:04d} " + "x" * 66 + "\n" for n in range(12))
+    return f"From: bench@example.org\nTo: sink@example.net\nSubject: bench {i}\n\n{body}"
+
+
+def bench_injection(args, work):
+    sendmail = os.path.join(args.bin_dir, "leafmail-sendmail")
+    count = args.inject
+    for parallel in (1, 10):
+        ours, ceiling = [], []
+        for run in range(args.runs):
+            base = os.path.join(work, f"inject-{parallel}-{run}")
+            spool = os.path.join(base, "spool")
+            os.makedirs(base)
+            conf = os.path.join(base, "leafmail.conf")
+            with open(conf, "w") as f:
+                f.write(f"spool = {spool}\nhostname = bench.leafmail\n")
+
+            def one(i, argv):
+                subprocess.run(argv, input=message_1k(i).encode(), stdout=subprocess.DEVNULL, check=True)
+
+            def run_all(argv):
+                start = time.monotonic()
+                threads = []
+                for worker in range(parallel):
+                    def loop(worker=worker):
+                        for i in range(worker, count, parallel):
+                            one(i, argv)
+                    threads.append(threading.Thread(target=loop))
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                return count / (time.monotonic() - start)
+
+            ours.append(run_all([sendmail, "-C", conf, "-t"]))
+            if count_entries(spool) != count:
+                raise RuntimeError(f"sendmail spooled {count_entries(spool)} of {count}")
+            ceiling.append(run_all(["cat"]))
+            shutil.rmtree(base)
+        record("injection", f"sendmail -t 1 KiB, {parallel} in parallel", ours, ceiling, "msg/s")
+
+
+def transaction_latencies(port, count):
+    msg = message_1k(0).replace("\n", "\r\n")
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="bench.client") as s:
+            s.sendmail("bench@example.org", ["sink@example.net"], msg)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+
+def bench_latency(args, tools, work):
+    _, sink_bin, env = tools
+    medians, p99s, sink_medians, sink_p99s = [], [], [], []
+    for run in range(args.runs):
+        spool = os.path.join(work, f"latency-{run}", "spool")
+        os.makedirs(os.path.dirname(spool))
+        daemon = Leafmaild(args.bin_dir, spool)
+        try:
+            m, p = transaction_latencies(daemon.port, 200)
+        finally:
+            daemon.stop()
+        medians.append(m)
+        p99s.append(p)
+        sink = Sink(sink_bin, env)
+        try:
+            m, p = transaction_latencies(sink.port, 200)
+        finally:
+            sink.stop()
+        sink_medians.append(m)
+        sink_p99s.append(p)
+        shutil.rmtree(os.path.dirname(spool))
+    record("latency", "1 KiB transaction (smtplib), median", medians, sink_medians, "ms")
+    record("latency", "1 KiB transaction (smtplib), p99", p99s, sink_p99s, "ms")
+
+
+def idle_cost_kib(pid, port, connections):
+    """RSS growth per idle connection that has read its greeting, in KiB."""
+    before = vm_status(pid, "VmRSS")
+    sockets = []
+    try:
+        for _ in range(connections):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sockets.append(s)
+        for s in sockets:
+            s.recv(512)
+        time.sleep(0.5)
+        after = vm_status(pid, "VmRSS")
+    finally:
+        for s in sockets:
+            s.close()
+    return (after - before) / connections
+
+
+def bench_memory(args, tools, work):
+    _, sink_bin, env = tools
+    raise_fd_limit()
+    ours, ceiling = [], []
+    for run in range(args.runs):
+        spool = os.path.join(work, f"idle-{run}", "spool")
+        os.makedirs(os.path.dirname(spool))
+        daemon = Leafmaild(args.bin_dir, spool)
+        try:
+            ours.append(idle_cost_kib(daemon.proc.pid, daemon.port, 1000))
+        finally:
+            daemon.stop()
+        shutil.rmtree(os.path.dirname(spool))
+        sink = Sink(sink_bin, env)
+        try:
+            ceiling.append(idle_cost_kib(sink.proc.pid, sink.port, 1000))
+        finally:
+            sink.stop()
+    record("memory", "RSS per idle connection (1,000 open)", ours, ceiling, "KiB")
+
+    # One 100 MiB message: received by leafmaild, then relayed by leafmail-flush.
+    big = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * (100 * 1024 * 1024 // 1000)
+    receive_peaks, flush_peaks = [], []
+    for run in range(args.runs):
+        base = os.path.join(work, f"big-{run}")
+        spool = os.path.join(base, "spool")
+        os.makedirs(base)
+        daemon = Leafmaild(args.bin_dir, spool, ["--max-message-size", "200M"])
+        try:
+            with smtplib.SMTP("127.0.0.1", daemon.port) as s:
+                s.sendmail("bench@example.org", ["sink@example.net"], big)
+            receive_peaks.append(vm_status(daemon.proc.pid, "VmHWM") / 1024)
+        finally:
+            daemon.stop()
+        conf = os.path.join(base, "bench.conf")
+        open(conf, "w").close()
+        _, peak = timed_flush(args, tools, spool, conf)
+        if peak is not None:
+            flush_peaks.append(peak / 1024)
+        shutil.rmtree(base)
+    record("memory", "leafmaild peak RSS receiving one 100 MiB message", receive_peaks, None, "MiB")
+    if flush_peaks:
+        record("memory", "leafmail-flush peak RSS relaying one 100 MiB message", flush_peaks, None, "MiB")
+    else:
+        log("memory: flush peak RSS not measurable here (children's ru_maxrss did not grow past an earlier child)")
+
+
+def bench_scale(args, tools, work):
+    source, _, env = tools
+    for queued in (1000, 10000, 100000):
+        receive, flush, listing = [], [], []
+        for run in range(args.runs):
+            base = os.path.join(work, f"scale-{queued}-{run}")
+            spool = os.path.join(base, "spool")
+            os.makedirs(base)
+            subprocess.check_call([args.fill, spool, str(queued), "1024", "sink@example.net"])
+            daemon = Leafmaild(args.bin_dir, spool)
+            try:
+                receive.append(smtp_source_rate(source, env, daemon.port, 10, args.messages, 1024))
+            finally:
+                daemon.stop()
+            conf = os.path.join(base, "bench.conf")
+            open(conf, "w").close()
+            start = time.monotonic()
+            subprocess.run([os.path.join(args.bin_dir, "leafmail-list"), "--config", conf, "--spool", spool, "--json"],
+                           stdout=subprocess.DEVNULL, check=True, timeout=600)
+            listing.append(time.monotonic() - start)
+            flush.append(timed_flush(args, tools, spool, conf)[0])
+            shutil.rmtree(base)
+        record("scale", f"receive 1 KiB x10 with {queued} queued", receive, None, "msg/s")
+        record("scale", f"flush of {queued}+{args.messages} entries", flush, None, "msg/s")
+        record("scale", f"leafmail-list --json over {queued + args.messages} entries", listing, None, "s")
+
+
+def print_table(args):
+    print()
+    print(f"leafmail benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{os.cpu_count()} cores, median of {args.runs} runs (min-max); load generator and sink: "
+          f"Postfix smtp-source / smtp-sink; injection ceiling: the same loop spawning cat")
+    print()
+    print("| section | figure | leafmail | ceiling | ratio to ceiling |")
+    print("|---|---|---|---|---|")
+    for section, figure, ours, ceiling, unit in RESULTS:
+        m = summarize(ours)
+        cell = f"{m[0]:,.1f} {unit} ({m[1]:,.1f}–{m[2]:,.1f})"
+        if ceiling:
+            c = summarize(ceiling)
+            print(f"| {section} | {figure} | {cell} | {c[0]:,.1f} ({c[1]:,.1f}–{c[2]:,.1f}) | {m[0] / c[0]:.2f} |")
+        else:
+            print(f"| {section} | {figure} | {cell} | — | — |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin-dir", required=True, help="directory holding the leafmail executables")
+    parser.add_argument("--fill", required=True, help="the leafmail-bench-fill executable")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--inject", type=int, default=500, help="sendmail runs per injection figure")
+    parser.add_argument("--only", default="receive,flush,injection,latency,memory,scale")
+    parser.add_argument("--work", default=None, help="scratch directory on the disk under test (default: /var/tmp)")
+    parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "leafmail-bench-cache"))
+    args = parser.parse_args()
+    if args.runs < 3:
+        log("note: fewer than 3 runs per figure")
+    tools = postfix_tools(args.cache)
+    work = tempfile.mkdtemp(prefix="leafmail-bench-", dir=args.work or "/var/tmp")
+    try:
+        sections = args.only.split(",")
+        for name, fn in [("receive", lambda: bench_receive(args, tools, work)),
+                         ("flush", lambda: bench_flush(args, tools, work)),
+                         ("injection", lambda: bench_injection(args, work)),
+                         ("latency", lambda: bench_latency(args, tools, work)),
+                         ("memory", lambda: bench_memory(args, tools, work)),
+                         ("scale", lambda: bench_scale(args, tools, work))]:
+            if name in sections:
+                log(f"== {name}")
+                fn()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(args)
+
+
+if __name__ == "__main__":
+    main()
