@@ -3,6 +3,7 @@
 // read with Boost.Program_options, where every key is also a command-line flag of the same
 // name. Bad keys or values stop the program at start with file, line and key named.
 #include "leafmail/access.hpp"
+#include "leafmail/log.hpp"
 
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/positional_options.hpp>
@@ -87,6 +88,10 @@ struct parsed_command_line {
 parse_command_line(int argc, const char* const argv[],
                    const boost::program_options::options_description& tool_flags,
                    const boost::program_options::positional_options_description* positional = nullptr);
+
+/// The value of a tool's --log flag. Throws boost::program_options::error (a usage error)
+/// for anything but "syslog" or "stderr".
+[[nodiscard]] log::destination log_destination_flag(const boost::program_options::variables_map& flags);
 
 /// Reads only a configuration file (for tools with a command line of their own, such as
 /// leafmail-sendmail). A missing file is an error only when must_exist.

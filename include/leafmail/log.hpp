@@ -2,6 +2,7 @@
 // One line per event, "key=value" words, to syslog (facility mail) or stderr. The only place
 // that knows where log lines go; callers build the line with fields().
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,6 +15,8 @@ enum class level { error, warning, info, debug };
 /// Chooses where lines go; program names the syslog ident and the stderr prefix.
 void open(std::string_view program, destination where);
 void set_verbose(bool on); // debug lines are dropped unless verbose
+/// The value of a --log flag: "syslog" or "stderr"; nullopt for anything else.
+[[nodiscard]] std::optional<destination> destination_named(std::string_view name);
 
 void write(level severity, std::string_view line);
 inline void error(std::string_view line) { write(level::error, line); }

@@ -25,17 +25,6 @@ po::options_description flush_flags()
         "log", po::value<std::string>()->value_name("WHERE")->default_value("stderr"), "syslog or stderr");
     return flags;
 }
-
-log::destination log_destination(const po::variables_map& flags)
-{
-    const std::string where = flags["log"].as<std::string>();
-    if (where == "stderr")
-        return log::destination::stderr_stream;
-    if (where != "syslog")
-        throw po::error("--log takes syslog or stderr, not '" + where + "'");
-    return log::destination::syslog;
-}
-
 } // namespace
 
 int main(int argc, char* argv[])
@@ -57,7 +46,7 @@ int main(int argc, char* argv[])
             std::cout << "leafmail-flush " LEAFMAIL_VERSION "\n";
             return exit_status::ok;
         }
-        log::open("leafmail-flush", log_destination(parsed.flags));
+        log::open("leafmail-flush", log_destination_flag(parsed.flags));
         options.verbose = parsed.flags.count("verbose") > 0;
         log::set_verbose(options.verbose);
         options.dry_run = parsed.flags.count("dry-run") > 0;

@@ -26,17 +26,6 @@ po::options_description daemon_flags()
         "verbose", "also log debug lines");
     return flags;
 }
-
-log::destination log_destination(const po::variables_map& flags)
-{
-    const std::string where = flags["log"].as<std::string>();
-    if (where == "stderr")
-        return log::destination::stderr_stream;
-    if (where != "syslog")
-        throw po::error("--log takes syslog or stderr, not '" + where + "'");
-    return log::destination::syslog;
-}
-
 } // namespace
 
 int main(int argc, char* argv[])
@@ -53,7 +42,7 @@ int main(int argc, char* argv[])
             std::cout << "leafmaild " LEAFMAIL_VERSION "\n";
             return exit_status::ok;
         }
-        log::open("leafmaild", log_destination(parsed.flags));
+        log::open("leafmaild", log_destination_flag(parsed.flags));
         log::set_verbose(parsed.flags.count("verbose") > 0);
     } catch (const config_error& e) {
         std::cerr << "leafmaild: " << e.what() << "\n";

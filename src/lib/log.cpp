@@ -44,6 +44,15 @@ void open(std::string_view program, destination to)
         ::openlog(ident.c_str(), LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+std::optional<destination> destination_named(std::string_view name)
+{
+    if (name == "syslog")
+        return destination::syslog;
+    if (name == "stderr")
+        return destination::stderr_stream;
+    return std::nullopt;
+}
+
 void set_verbose(bool on)
 {
     verbose = on;

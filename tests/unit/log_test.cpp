@@ -14,3 +14,12 @@ TEST_CASE("log fields stay one parseable line whatever the values hold")
     CHECK(fields({{"x", "line\r\nevent=forged"}}) == "x=\"line\\x0d\\x0aevent=forged\"");
     CHECK(fields({{"x", "k=v"}}) == "x=\"k=v\"");
 }
+
+TEST_CASE("the --log flag names syslog or stderr, nothing else")
+{
+    CHECK(leafmail::log::destination_named("syslog") == leafmail::log::destination::syslog);
+    CHECK(leafmail::log::destination_named("stderr") == leafmail::log::destination::stderr_stream);
+    CHECK_FALSE(leafmail::log::destination_named("file"));
+    CHECK_FALSE(leafmail::log::destination_named(""));
+    CHECK_FALSE(leafmail::log::destination_named("Syslog"));
+}
