@@ -288,6 +288,16 @@ TEST_CASE("5xx and 4xx after the final dot", "[client_session]")
     CHECK(res.results.at(2).recipients[0].why.code == 452);
 }
 
+TEST_CASE("DATA answered with anything but 354 never counts as delivered", "[client_session]")
+{
+    // A server out of step (or lying) that says 250 to DATA has not received the content:
+    // taking it as delivered would remove a message that was never sent.
+    auto res = run_all_splits(plain_options(), {msg(1, {"a@x"})},
+                              {"220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n250 ok\r\n221 bye\r\n"});
+    REQUIRE(res.results.count(1) == 1);
+    CHECK(res.results.at(1).recipients[0].status == delivery_status::deferred);
+}
+
 TEST_CASE("connection lost after the final dot: deferred (at-least-once)", "[client_session]")
 {
     driver d(plain_options(), {msg(1, {"a@x"}), msg(2, {"b@x"})});

@@ -29,6 +29,8 @@ TEST_CASE("dot stuffing: RFC 5321 section 4.5.2", "[dot_stuffer]")
     CHECK(stuff_whole("x.y\r\n") == "x.y\r\n.\r\n");
     // A bare LF starts a line for stuffing: "\n.\r\n" never reaches the server unstuffed.
     CHECK(stuff_whole("a\n.\r\nb\r\n") == "a\n..\r\nb\r\n.\r\n");
+    // So does a bare CR: a lenient receiver that ends data at "\r.\r" must not see one.
+    CHECK(stuff_whole("a\r.\rb\r\n") == "a\r..\rb\r\n.\r\n");
     CHECK(stuff_whole("8bit \xc3\xa9\r\n") == "8bit \xc3\xa9\r\n.\r\n");
 }
 

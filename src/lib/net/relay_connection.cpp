@@ -163,28 +163,42 @@ private:
     awaitable<void> converse()
     {
         std::string buffer(read_block, '\0');
+        // The reply timeout bounds the whole reply, not each read: a server that dribbles
+        // one byte just inside the limit must not hold the flush for ever. The deadline is
+        // set again only when something moved (a write, or a reply that produced effects).
+        bool progressed = true;
         while (!session_.is_finished()) {
+            if (!out_.empty())
+                progressed = true;
             co_await flush();
             if (session_.is_finished())
                 break;
-            switch (session_.waiting_for()) {
-            case smtp::wait_kind::greeting:
-                arm(endpoint_.timeout, "waiting for the greeting");
-                break;
-            case smtp::wait_kind::final_dot:
-                arm(endpoint_.data_timeout, "waiting for the reply to the end of data");
-                break;
-            default:
-                arm(endpoint_.timeout, "waiting for a reply");
-                break;
-            }
+            if (progressed)
+                arm_for_reply();
             std::size_t n = co_await read_some(buffer);
             std::string_view bytes(buffer.data(), n);
             if (endpoint_.verbose)
                 show_server_lines(bytes);
-            co_await handle(session_.feed(bytes));
+            auto effects = session_.feed(bytes);
+            progressed = !effects.empty();
+            co_await handle(std::move(effects));
         }
         co_await flush();
+    }
+
+    void arm_for_reply()
+    {
+        switch (session_.waiting_for()) {
+        case smtp::wait_kind::greeting:
+            arm(endpoint_.timeout, "waiting for the greeting");
+            break;
+        case smtp::wait_kind::final_dot:
+            arm(endpoint_.data_timeout, "waiting for the reply to the end of data");
+            break;
+        default:
+            arm(endpoint_.timeout, "waiting for a reply");
+            break;
+        }
     }
 
     awaitable<std::size_t> read_some(std::string& buffer)

@@ -632,6 +632,13 @@ void client_session::finish_transaction(bool front, const std::optional<reply>& 
 {
     transaction& t = front ? in_flight_.front() : in_flight_.back();
     message_result result{t.message.tag, true, {}};
+    // RFC 5321 section 4.3.2: DATA is answered with 354 or a failure. A 2xx (or any other
+    // odd code) instead means the content was never sent: never count that as delivered.
+    std::optional<reply> odd_data_reply;
+    if (t.data_reply && t.data_reply->code != 354 && !t.data_reply->is_transient_failure() &&
+        !t.data_reply->is_permanent_failure())
+        odd_data_reply = local_reply(451, "4.5.0", "unexpected reply to DATA from smarthost: " +
+                                                       t.data_reply->to_string());
     for (std::size_t i = 0; i < t.message.recipients.size(); ++i) {
         const std::string& address = t.message.recipients[i];
         // The first reply that went wrong decides: MAIL, then this RCPT, then DATA, then the dot.
@@ -642,6 +649,8 @@ void client_session::finish_transaction(bool front, const std::optional<reply>& 
             decisive = t.rcpt_replies[i] ? &*t.rcpt_replies[i] : nullptr;
         else if (final_reply)
             decisive = &*final_reply;
+        else if (odd_data_reply)
+            decisive = &*odd_data_reply;
         else if (t.data_reply && t.data_reply->code != 354)
             decisive = &*t.data_reply;
         if (decisive)

@@ -16,7 +16,10 @@ void dot_stuffer::stuff(std::string_view chunk, std::string& out)
             out.push_back('.');
             copied = i;
         }
-        at_line_start_ = c == '\n';
+        // A bare CR starts a line too, as a bare LF does (see the header): a receiver that
+        // takes either for a line end must never see "<CR>.<CR>" from us as the end of data.
+        // Content from leafmaild never holds one (it stores CRLF); other injectors may.
+        at_line_start_ = c == '\n' || c == '\r';
         ends_with_crlf_ = c == '\n' && last_was_cr_;
         last_was_cr_ = c == '\r';
     }
