@@ -44,7 +44,10 @@ TEST_CASE("LF and CRLF input both become CRLF lines; a last line without an end 
     CHECK(normalize("a\nb\r\nc", false) == "a\r\nb\r\nc\r\n");
     CHECK(normalize("", false).empty());
     CHECK(normalize("\n\n", false) == "\r\n\r\n");
-    CHECK(normalize("bare\rcr\n", false) == "bare\rcr\r\n"); // content otherwise unchanged
+    // A bare CR ends a line as well, as leafmaild stores it: no "\r.\r" reaches the spool.
+    CHECK(normalize("bare\rcr\n", false) == "bare\r\ncr\r\n");
+    CHECK(normalize("Hello.\r.\rMAIL FROM:<x>\n", false) == "Hello.\r\n.\r\nMAIL FROM:<x>\r\n");
+    CHECK(normalize("ends\r", false) == "ends\r\n");
     CHECK(normalize("8bit \xc3\xa9\n", false) == "8bit \xc3\xa9\r\n");
 }
 
@@ -63,7 +66,7 @@ TEST_CASE("a lone dot ends the input unless -i; other dotted lines pass unchange
 
 TEST_CASE("normalizing gives the same result whatever the input chunking")
 {
-    const std::string input = "From: a@b\nSubject: x\r\n\r\nline\n..\n.\nafter\n";
+    const std::string input = "From: a@b\nSubject: x\r\n\r\nline\rbare\n..\n.\nafter\n";
     const std::string whole = normalize(input, false);
     for (std::size_t cut = 0; cut <= input.size(); ++cut) {
         line_normalizer n(false);

@@ -12,8 +12,8 @@
 
 namespace leafmail::tools {
 
-/// Input bytes → CRLF lines. LF and CRLF line ends are both accepted (a bare LF becomes CRLF;
-/// a CR not followed by LF passes unchanged). Unless ignore_dots (-i, -oi), a line holding
+/// Input bytes → CRLF lines. LF and CRLF line ends are both accepted (a bare LF becomes CRLF,
+/// and so does a CR not followed by LF). Unless ignore_dots (-i, -oi), a line holding
 /// only "." ends the message, as sendmail does; the rest of the input is then ignored.
 class line_normalizer {
 public:

@@ -87,6 +87,19 @@ std::string base64(std::string_view bytes)
 
 // ------------------------------------------------------------------------- line_normalizer
 
+namespace {
+// A CR not followed by LF ends a line too, as leafmaild stores it: spooled content has CRLF
+// line ends only, so no receiver downstream can read "\r.\r" as the end of the data.
+void append_bare_crs_as_crlf(std::string& out, std::string_view text)
+{
+    for (std::size_t cr; (cr = text.find('\r')) != std::string_view::npos; text.remove_prefix(cr + 1)) {
+        out.append(text.substr(0, cr));
+        out += "\r\n";
+    }
+    out.append(text);
+}
+} // namespace
+
 void line_normalizer::put(std::string_view bytes, std::string& out)
 {
     while (!bytes.empty() && !ended_) {
@@ -96,7 +109,7 @@ void line_normalizer::put(std::string_view bytes, std::string& out)
             if (pending_.size() > max_pending) {
                 // Pass a long line on in pieces; keep a final CR, it may start a CRLF.
                 const bool keep_cr = pending_.back() == '\r';
-                out.append(pending_, 0, pending_.size() - (keep_cr ? 1 : 0));
+                append_bare_crs_as_crlf(out, std::string_view(pending_).substr(0, pending_.size() - (keep_cr ? 1 : 0)));
                 pending_ = keep_cr ? "\r" : "";
                 at_line_start_ = false;
             }
@@ -112,7 +125,7 @@ void line_normalizer::put(std::string_view bytes, std::string& out)
             pending_.clear();
             return;
         }
-        out += pending_;
+        append_bare_crs_as_crlf(out, pending_);
         out += "\r\n";
         pending_.clear();
         at_line_start_ = true;
@@ -131,7 +144,7 @@ void line_normalizer::finish(std::string& out)
     if (!pending_.empty() || !at_line_start_) {
         if (!pending_.empty() && pending_.back() == '\r')
             pending_.pop_back();
-        out += pending_;
+        append_bare_crs_as_crlf(out, pending_);
         out += "\r\n";
     }
     pending_.clear();
