@@ -155,10 +155,13 @@ public:
 
 private:
     std::filesystem::path dir(area where) const;
+    std::string entry_file(area where, std::string_view id) const;
+    std::string state_file(area where, std::string_view id) const;
     std::shared_ptr<directory_syncer> syncer_for(area where) const;
 
     std::filesystem::path root_;
-    std::vector<std::shared_ptr<directory_syncer>> syncers_; // one per area, plus tmp/
+    std::vector<std::shared_ptr<directory_syncer>> syncers_; // one per area
+    std::vector<std::string> area_prefixes_;                 // "<root>/<area>/", per area
 };
 
 } // namespace leafmail::spool

@@ -62,7 +62,7 @@ void write_all(int fd, std::string_view bytes, const fs::path& path)
     }
 }
 
-std::string pread_exactly(int fd, std::uint64_t offset, std::size_t size, const fs::path& path)
+std::string pread_exactly(int fd, std::uint64_t offset, std::size_t size, const std::string& path)
 {
     std::string out(size, '\0');
     std::size_t done = 0;
@@ -71,10 +71,10 @@ std::string pread_exactly(int fd, std::uint64_t offset, std::size_t size, const 
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            throw_errno(errno, "cannot read " + path.string());
+            throw_errno(errno, "cannot read " + path);
         }
         if (n == 0)
-            throw corrupt_entry(path.string() + ": file ends early");
+            throw corrupt_entry(path + ": file ends early");
         done += static_cast<std::size_t>(n);
     }
     return out;
@@ -96,29 +96,29 @@ bool is_unreadable_error(int error)
 }
 
 // Where an entry's envelope sits: the footer must be ours and point inside the file.
-std::uint64_t read_envelope_offset(int fd, std::uint64_t file_size, const fs::path& path)
+std::uint64_t read_envelope_offset(int fd, std::uint64_t file_size, const std::string& path)
 {
     if (file_size < footer_size)
-        throw corrupt_entry(path.string() + ": too short for an entry (" + std::to_string(file_size) + " octets)");
+        throw corrupt_entry(path + ": too short for an entry (" + std::to_string(file_size) + " octets)");
     const std::string footer = pread_exactly(fd, file_size - footer_size, footer_size, path);
     if (footer.compare(0, footer_magic.size(), footer_magic) != 0 || footer.back() != '\n')
-        throw corrupt_entry(path.string() + ": no entry footer (truncated or not a leafmail entry)");
+        throw corrupt_entry(path + ": no entry footer (truncated or not a leafmail entry)");
     std::uint64_t offset = 0;
     const char* digits = footer.data() + footer_magic.size();
     const char* digits_end = footer.data() + footer_size - 1;
     const auto [end, error] = std::from_chars(digits, digits_end, offset);
     if (error != std::errc{} || end != digits_end)
-        throw corrupt_entry(path.string() + ": entry footer is damaged");
+        throw corrupt_entry(path + ": entry footer is damaged");
     if (offset > file_size - footer_size || file_size - footer_size - offset > max_envelope_size)
-        throw corrupt_entry(path.string() + ": entry footer points outside the file");
+        throw corrupt_entry(path + ": entry footer points outside the file");
     return offset;
 }
 
-std::uint64_t file_size_of(int fd, const fs::path& path)
+std::uint64_t file_size_of(int fd, const std::string& path)
 {
     struct stat st {};
     if (::fstat(fd, &st) != 0)
-        throw_errno(errno, "cannot stat " + path.string());
+        throw_errno(errno, "cannot stat " + path);
     return static_cast<std::uint64_t>(st.st_size);
 }
 
@@ -405,6 +405,8 @@ spool::spool(fs::path root, bool create) : root_(std::move(root))
     }
     for (area a : all_areas)
         syncers_.push_back(std::make_shared<directory_syncer>(dir(a)));
+    for (area a : all_areas)
+        area_prefixes_.push_back(dir(a).string() + "/");
 }
 
 spool::~spool() = default;
@@ -419,16 +421,30 @@ std::shared_ptr<directory_syncer> spool::syncer_for(area where) const
     return syncers_.at(static_cast<std::size_t>(where));
 }
 
-fs::path spool::entry_path(area where, std::string_view id) const
+// Plain strings, not std::filesystem::path: building a path per entry was a fifth of the
+// time of listing a large spool.
+std::string spool::entry_file(area where, std::string_view id) const
 {
     if (!is_valid_queue_id(id))
         throw std::invalid_argument("not a queue id: " + std::string(id));
-    return dir(where) / std::string(id);
+    std::string file = area_prefixes_.at(static_cast<std::size_t>(where));
+    file.append(id);
+    return file;
+}
+
+std::string spool::state_file(area where, std::string_view id) const
+{
+    return entry_file(where, id).append(state_suffix);
+}
+
+fs::path spool::entry_path(area where, std::string_view id) const
+{
+    return entry_file(where, id);
 }
 
 fs::path spool::state_path(area where, std::string_view id) const
 {
-    return entry_path(where, id).concat(state_suffix);
+    return state_file(where, id);
 }
 
 entry_writer spool::create_entry()
@@ -513,46 +529,46 @@ std::vector<std::string> spool::list(area where) const
 
 std::optional<envelope> spool::load(area where, std::string_view id) const
 {
-    const fs::path path = entry_path(where, id);
+    const std::string path = entry_file(where, id);
     fd_guard entry{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
     if (entry.fd < 0) {
         if (errno == ENOENT)
             return std::nullopt;
         if (is_unreadable_error(errno))
-            throw corrupt_entry(path.string() + ": cannot open: " + std::strerror(errno));
-        throw_errno(errno, "cannot open " + path.string());
+            throw corrupt_entry(path + ": cannot open: " + std::strerror(errno));
+        throw_errno(errno, "cannot open " + path);
     }
     const std::uint64_t size = file_size_of(entry.fd, path);
     const std::uint64_t offset = read_envelope_offset(entry.fd, size, path);
 
     envelope env;
-    const fs::path state = state_path(where, id);
+    const std::string state = state_file(where, id);
     fd_guard state_file{::open(state.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
     if (state_file.fd >= 0) {
         const std::uint64_t state_size = file_size_of(state_file.fd, state);
         if (state_size > max_envelope_size)
-            throw corrupt_entry(state.string() + ": state file is too large");
+            throw corrupt_entry(state + ": state file is too large");
         env = thaw(pread_exactly(state_file.fd, 0, static_cast<std::size_t>(state_size), state));
     } else if (errno == ENOENT) {
         env = thaw(pread_exactly(entry.fd, offset, static_cast<std::size_t>(size - footer_size - offset), path));
     } else {
-        throw corrupt_entry(state.string() + ": cannot open: " + std::strerror(errno));
+        throw corrupt_entry(state + ": cannot open: " + std::strerror(errno));
     }
     if (env.id != id)
-        throw corrupt_entry(path.string() + ": envelope names another id (" + env.id + ")");
+        throw corrupt_entry(path + ": envelope names another id (" + env.id + ")");
     if (env.content_size != offset)
-        throw corrupt_entry(path.string() + ": envelope and file disagree on the content size");
+        throw corrupt_entry(path + ": envelope and file disagree on the content size");
     return env;
 }
 
 content_reader spool::open_content(area where, std::string_view id) const
 {
-    const fs::path path = entry_path(where, id);
+    const std::string path = entry_file(where, id);
     fd_guard entry{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
     if (entry.fd < 0) {
         if (is_unreadable_error(errno))
-            throw corrupt_entry(path.string() + ": cannot open: " + std::strerror(errno));
-        throw_errno(errno, "cannot open " + path.string());
+            throw corrupt_entry(path + ": cannot open: " + std::strerror(errno));
+        throw_errno(errno, "cannot open " + path);
     }
     const std::uint64_t size = file_size_of(entry.fd, path);
     const std::uint64_t content_size = read_envelope_offset(entry.fd, size, path);
@@ -622,7 +638,7 @@ bool spool::quarantine(area where, std::string_view id) noexcept
 
 std::optional<file_lock> spool::try_lock_entry(area where, std::string_view id) const
 {
-    fd_guard entry{::open(entry_path(where, id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+    fd_guard entry{::open(entry_file(where, id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
     if (entry.fd < 0 || ::flock(entry.fd, LOCK_EX | LOCK_NB) != 0)
         return std::nullopt;
     return file_lock(entry.release());
