@@ -335,8 +335,13 @@ parsed_command_line parse_command_line(int argc, const char* const argv[], const
     auto parser = po::command_line_parser(argc, argv).options(all);
     if (positional)
         parser.positional(*positional);
-    po::store(parser.run(), result.flags); // po::error escapes: a usage error
-    po::notify(result.flags);
+    try {
+        po::store(parser.run(), result.flags); // po::error escapes: a usage error
+        po::notify(result.flags);
+    } catch (po::error_with_option_name& e) {
+        placeholder_defuser::defuse(e); // what() must not hang on "--%option%"
+        throw;
+    }
 
     std::ostringstream help;
     help << general << '\n' << tool_flags << '\n' << file_keys;

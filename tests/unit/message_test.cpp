@@ -170,6 +170,10 @@ TEST_CASE("address lists: display names, quotes, comments, groups and routes")
     CHECK(parse_address_list("john @ example.org") == v{"john@example.org"});
     CHECK(parse_address_list("two words@x.org") == v{"two words@x.org"}); // refused later
     CHECK_FALSE(is_acceptable_address(parse_address_list("two words@x.org").front()));
+    // A blank before a group's colon belongs to the display name (found by the fuzzer: it
+    // read past an empty string).
+    CHECK(parse_address_list("a :b") == v{"b"});
+    CHECK(parse_address_list("team :b@x, c@y;") == v{"b@x", "c@y"});
 }
 
 TEST_CASE("only addresses safe for the envelope and the SMTP wire are accepted")

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <functional>
 #include <netinet/in.h>
@@ -454,6 +455,7 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
             io.out = io.core.greeting().to_wire();
             co_await io.flush_output();
             std::vector<char> buffer(command_buffer_size);
+            bool command_progress = true;
             for (;;) {
                 handle.in_transaction = io.core.is_in_transaction();
                 // Stopping: a session outside a transaction ends now; one inside it ends when the
@@ -469,7 +471,10 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
                     buffer.resize(wanted);
                     buffer.shrink_to_fit();
                 }
-                handle.deadline = clock_type::now() + settings_.receiver.idle_timeout;
+                // RFC 5321 4.5.3.2.7: a command line must arrive whole within idle-timeout;
+                // bytes that end no line (slow-loris, one byte at a time) do not renew it.
+                if (command_progress || io.core.is_receiving_data())
+                    handle.deadline = clock_type::now() + settings_.receiver.idle_timeout;
                 boost::system::error_code ec;
                 handle.reading = true;
                 const std::size_t n = co_await stream.async_read_some(asio::buffer(buffer), asio::redirect_error(use_awaitable, ec));
@@ -489,6 +494,7 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
                     }
                     break;
                 }
+                command_progress = std::memchr(buffer.data(), '\n', n) != nullptr;
                 if (!co_await io.carry_out(io.core.feed(std::string_view(buffer.data(), n))))
                     break;
             }

@@ -5,11 +5,18 @@
 #include <boost/archive/archive_exception.hpp>
 #include <boost/archive/text_iarchive.hpp>
 #include <boost/archive/text_oarchive.hpp>
+#include <boost/serialization/collection_size_type.hpp>
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/vector.hpp>
 #include <boost/serialization/version.hpp>
+// A text archive of our own below (checked_text_iarchive): the member templates of Boost's
+// text input archive are instantiated here for it, as Boost documents for derived archives.
+#include <boost/archive/impl/archive_serializer_map.ipp>
+#include <boost/archive/impl/basic_text_iarchive.ipp>
+#include <boost/archive/impl/text_iarchive_impl.ipp>
 
 #include <algorithm>
+#include <istream>
 #include <sstream>
 
 // Version 1 of both classes. A new field is appended behind `if (version >= 2)` together with
@@ -33,6 +40,77 @@ void check_version(unsigned stored, const char* what)
 }
 
 } // namespace
+
+namespace leafmail::spool {
+
+// Boost's text archive trusts the lengths it reads: a damaged "4000000000" in front of a
+// string (the archive signature included) or a vector makes it allocate that much before it
+// notices that the input ended. This archive reads the same format but refuses any length
+// longer than what is left of the input, so thawing garbage costs at most the input's size.
+class checked_text_iarchive : public boost::archive::text_iarchive_impl<checked_text_iarchive> {
+public:
+    // no_codecvt: the archive holds only ASCII digits and raw string octets, so the locale
+    // machinery Boost would set up for every thaw is pure cost.
+    explicit checked_text_iarchive(std::istream& in)
+        : boost::archive::text_iarchive_impl<checked_text_iarchive>(in, boost::archive::no_codecvt)
+    {
+        init();
+    }
+
+    // Called back by Boost's archive machinery (interface_iarchive, load_access).
+    template <class T>
+    void load(T& t)
+    {
+        text_iarchive_impl::load(t);
+    }
+    void load(std::string& s)
+    {
+        std::size_t size = 0;
+        *this->This() >> size;
+        is.get(); // the separating space
+        if (size > remaining())
+            throw corrupt_entry("envelope declares a string of " + std::to_string(size) +
+                                " octets, longer than the rest of the archive");
+        s.resize(size);
+        if (size > 0 && !is.read(s.data(), static_cast<std::streamsize>(size)))
+            throw corrupt_entry("envelope ends inside a string");
+    }
+    template <class T>
+    void load_override(T& t)
+    {
+        text_iarchive_impl::load_override(t);
+    }
+    void load_override(boost::serialization::collection_size_type& count)
+    {
+        text_iarchive_impl::load_override(count);
+        // Each element takes at least two octets of text (a digit and a separator).
+        if (count > remaining() / 2)
+            throw corrupt_entry("envelope declares " + std::to_string(std::size_t(count)) +
+                                " elements, more than the rest of the archive can hold");
+    }
+
+private:
+    // The input is a view_buffer: what is left to read is known without seeking.
+    [[nodiscard]] std::size_t remaining() { return static_cast<std::size_t>(is.rdbuf()->in_avail()); }
+};
+
+// An input buffer over octets that already are in memory, so thawing copies nothing.
+class view_buffer : public std::streambuf {
+public:
+    explicit view_buffer(std::string_view text)
+    {
+        char* begin = const_cast<char*>(text.data()); // only ever read
+        setg(begin, begin, begin + text.size());
+    }
+};
+
+} // namespace leafmail::spool
+
+namespace boost::archive {
+template class detail::archive_serializer_map<leafmail::spool::checked_text_iarchive>;
+template class basic_text_iarchive<leafmail::spool::checked_text_iarchive>;
+template class text_iarchive_impl<leafmail::spool::checked_text_iarchive>;
+} // namespace boost::archive
 
 namespace boost::serialization {
 
@@ -92,8 +170,9 @@ envelope thaw(std::string_view text)
 {
     envelope env;
     try {
-        std::istringstream in{std::string(text)};
-        boost::archive::text_iarchive archive(in);
+        view_buffer buffer(text);
+        std::istream in(&buffer);
+        checked_text_iarchive archive(in);
         archive >> env;
     } catch (const corrupt_entry&) {
         throw;

@@ -329,6 +329,7 @@ std::vector<std::string> parse_address_list(std::string_view text)
             ++i;
         } else if (c == ':') { // RFC 5322 3.4: "display-name: list;" starts a group
             plain.clear();
+            blank_seen = false; // the blanks seen belonged to the display name
             ++i;
         } else {
             if (is_blank(c) || c == '\r' || c == '\n') {
