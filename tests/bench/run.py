@@ -5,7 +5,8 @@ median of several runs with min-max, and the same load against a sink that store
 smtp-sink, unpacked from Debian's postfix package without installing it (no second MTA runs).
 Everything on 127.0.0.1 with ports picked at run time. Prints a Markdown table.
 
-Usage: run.py --bin-dir BUILD/src --fill BUILD/tests/bench/leafmail-bench-fill [--runs 3]
+Usage: run.py --bin-dir BUILD/src --fill BUILD/tests/bench/leafmail-bench-fill
+              --commit BUILD/tests/bench/leafmail-bench-commit [--runs 3]
 """
 
 import argparse
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 
-RESULTS = []  # (section, figure, leafmail list, ceiling list or None, unit)
+RESULTS = []  # (section, figure, leafmail, wire ceiling or None, unit, disk ceiling or None)
 
 
 def log(*args):
@@ -134,14 +135,27 @@ def summarize(values):
     return statistics.median(values), min(values), max(values)
 
 
-def record(section, figure, ours, ceiling, unit):
-    RESULTS.append((section, figure, ours, ceiling, unit))
+def record(section, figure, ours, ceiling, unit, disk=None):
+    RESULTS.append((section, figure, ours, ceiling, unit, disk))
     m = summarize(ours)
     text = f"{section} / {figure}: {m[0]:.1f} {unit} ({m[1]:.1f}-{m[2]:.1f})"
     if ceiling:
         c = summarize(ceiling)
         text += f"; ceiling {c[0]:.1f} ({c[1]:.1f}-{c[2]:.1f}), ratio {m[0] / c[0]:.2f}"
+    if disk:
+        d = summarize(disk)
+        text += f"; disk {d[0]:.1f} ({d[1]:.1f}-{d[2]:.1f}), ratio {m[0] / d[0]:.2f}"
     log(text)
+
+
+def disk_commit_rate(args, work, count, threads, size):
+    """Durable commits per second the disk itself gives (leafmail-bench-commit)."""
+    directory = tempfile.mkdtemp(prefix="commit-", dir=work)
+    try:
+        out = subprocess.check_output([args.commit, directory, str(count), str(threads), str(size)], timeout=600)
+        return float(out)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------- scenarios
@@ -159,8 +173,9 @@ def smtp_source_rate(source, env, port, sessions, messages, size):
 def bench_receive(args, tools, work):
     source, sink_bin, env = tools
     for size, sessions in [(1024, 1), (1024, 10), (1024, 50), (100 * 1024, 10)]:
-        ours, ceiling = [], []
+        ours, ceiling, disk = [], [], []
         for run in range(args.runs):
+            disk.append(disk_commit_rate(args, work, args.messages, sessions, size))
             spool = os.path.join(work, f"recv-{size}-{sessions}-{run}", "spool")
             os.makedirs(os.path.dirname(spool))
             daemon = Leafmaild(args.bin_dir, spool)
@@ -177,7 +192,7 @@ def bench_receive(args, tools, work):
                 ceiling.append(smtp_source_rate(source, env, sink.port, sessions, args.messages, size))
             finally:
                 sink.stop()
-        record("receive", f"{size // 1024} KiB, {sessions} connection(s)", ours, ceiling, "msg/s")
+        record("receive", f"{size // 1024} KiB, {sessions} connection(s)", ours, ceiling, "msg/s", disk)
 
 
 def flush_command(args, spool, port, conf):
@@ -239,11 +254,25 @@ def message_1k(i):
     return f"From: bench@example.org\nTo: sink@example.net\nSubject: bench {i}\n\n{body}"
 
 
+def shell_loop_rate(command, parallel, count, message_file):
+    """Messages per second for `parallel` shell loops each running `command < message_file`,
+    as the anchors were measured (process start included in every message)."""
+    per_loop = count // parallel
+    script = (f'i=0; while [ $i -lt {per_loop} ]; do {command} < "{message_file}" > /dev/null || exit 1; '
+              f'i=$((i+1)); done')
+    start = time.monotonic()
+    loops = [subprocess.Popen(["sh", "-c", script]) for _ in range(parallel)]
+    codes = [loop.wait(timeout=900) for loop in loops]
+    elapsed = time.monotonic() - start
+    if any(codes):
+        raise RuntimeError(f"a loop of '{command}' failed: {codes}")
+    return per_loop * parallel / elapsed
+
+
 def bench_injection(args, work):
     sendmail = os.path.join(args.bin_dir, "leafmail-sendmail")
-    count = args.inject
     for parallel in (1, 10):
-        ours, ceiling = [], []
+        ours, ceiling, disk = [], [], []
         for run in range(args.runs):
             base = os.path.join(work, f"inject-{parallel}-{run}")
             spool = os.path.join(base, "spool")
@@ -251,30 +280,16 @@ def bench_injection(args, work):
             conf = os.path.join(base, "leafmail.conf")
             with open(conf, "w") as f:
                 f.write(f"spool = {spool}\nhostname = bench.leafmail\n")
-
-            def one(i, argv):
-                subprocess.run(argv, input=message_1k(i).encode(), stdout=subprocess.DEVNULL, check=True)
-
-            def run_all(argv):
-                start = time.monotonic()
-                threads = []
-                for worker in range(parallel):
-                    def loop(worker=worker):
-                        for i in range(worker, count, parallel):
-                            one(i, argv)
-                    threads.append(threading.Thread(target=loop))
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                return count / (time.monotonic() - start)
-
-            ours.append(run_all([sendmail, "-C", conf, "-t"]))
-            if count_entries(spool) != count:
-                raise RuntimeError(f"sendmail spooled {count_entries(spool)} of {count}")
-            ceiling.append(run_all(["cat"]))
+            message = os.path.join(base, "message.txt")
+            with open(message, "w") as f:
+                f.write(message_1k(run))
+            disk.append(disk_commit_rate(args, work, args.inject, parallel, 1024))
+            ours.append(shell_loop_rate(f'"{sendmail}" -C "{conf}" -t', parallel, args.inject, message))
+            if count_entries(spool) != args.inject // parallel * parallel:
+                raise RuntimeError(f"sendmail spooled {count_entries(spool)} of {args.inject}")
+            ceiling.append(shell_loop_rate("cat", parallel, args.inject, message))
             shutil.rmtree(base)
-        record("injection", f"sendmail -t 1 KiB, {parallel} in parallel", ours, ceiling, "msg/s")
+        record("injection", f"sendmail -t 1 KiB, {parallel} in parallel", ours, ceiling, "msg/s", disk)
 
 
 def transaction_latencies(port, count):
@@ -404,27 +419,30 @@ def bench_scale(args, tools, work):
 
 
 def print_table(args):
+    def cell(values, unit=""):
+        m = summarize(values)
+        return f"{m[0]:,.1f}{unit} ({m[1]:,.1f}–{m[2]:,.1f})"
+
     print()
     print(f"leafmail benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"{os.cpu_count()} cores, median of {args.runs} runs (min-max); load generator and sink: "
-          f"Postfix smtp-source / smtp-sink; injection ceiling: the same loop spawning cat")
+          f"{os.cpu_count()} cores, median of {args.runs} runs (min–max). Wire ceiling: the same load "
+          f"against smtp-sink (injection: the same shell loops spawning cat). Disk ceiling: durable "
+          f"commits (write, fdatasync, rename, directory fsync) at the same concurrency, in the same run.")
     print()
-    print("| section | figure | leafmail | ceiling | ratio to ceiling |")
-    print("|---|---|---|---|---|")
-    for section, figure, ours, ceiling, unit in RESULTS:
-        m = summarize(ours)
-        cell = f"{m[0]:,.1f} {unit} ({m[1]:,.1f}–{m[2]:,.1f})"
-        if ceiling:
-            c = summarize(ceiling)
-            print(f"| {section} | {figure} | {cell} | {c[0]:,.1f} ({c[1]:,.1f}–{c[2]:,.1f}) | {m[0] / c[0]:.2f} |")
-        else:
-            print(f"| {section} | {figure} | {cell} | — | — |")
+    print("| section | figure | leafmail | wire ceiling | ratio | disk ceiling | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for section, figure, ours, ceiling, unit, disk in RESULTS:
+        m = summarize(ours)[0]
+        wire = f"{cell(ceiling)} | {m / summarize(ceiling)[0]:.2f}" if ceiling else "— | —"
+        commit = f"{cell(disk)} | {m / summarize(disk)[0]:.2f}" if disk else "— | —"
+        print(f"| {section} | {figure} | {cell(ours, ' ' + unit)} | {wire} | {commit} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", required=True, help="directory holding the leafmail executables")
     parser.add_argument("--fill", required=True, help="the leafmail-bench-fill executable")
+    parser.add_argument("--commit", required=True, help="the leafmail-bench-commit executable")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--inject", type=int, default=500, help="sendmail runs per injection figure")
