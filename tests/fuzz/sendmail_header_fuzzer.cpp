@@ -39,12 +39,25 @@ void check_no_bare_lf(std::string_view text)
 
 bool has_field(std::string_view header, std::string_view name)
 {
-    // At the start of the header or after a CRLF, case-insensitively.
+    // At the start of the header or after a CRLF, case-insensitively; blanks may stand
+    // before the colon (RFC 5322 section 4.5, obsolete syntax such as "From :").
     std::string lower(header);
     std::transform(lower.begin(), lower.end(), lower.begin(),
                    [](unsigned char c) { return std::tolower(c); });
-    const std::string wanted = std::string(name) + ":";
-    return lower.starts_with(wanted) || lower.find("\r\n" + wanted) != std::string::npos;
+    for (std::size_t line = 0; line < lower.size();) {
+        if (lower.compare(line, name.size(), name) == 0) {
+            std::size_t at = line + name.size();
+            while (at < lower.size() && (lower[at] == ' ' || lower[at] == '\t'))
+                ++at;
+            if (at < lower.size() && lower[at] == ':')
+                return true;
+        }
+        const auto next = lower.find("\r\n", line);
+        if (next == std::string::npos)
+            break;
+        line = next + 2;
+    }
+    return false;
 }
 
 std::string normalize(std::string_view input, bool ignore_dots, std::size_t step)

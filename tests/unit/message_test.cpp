@@ -187,6 +187,12 @@ TEST_CASE("only addresses safe for the envelope and the SMTP wire are accepted")
     CHECK_FALSE(is_acceptable_address("\xc3\xa9@x.org"));
     CHECK_FALSE(is_acceptable_address(std::string(255, 'a')));
     CHECK_FALSE(is_acceptable_address("\"unterminated@x"));
+    // Found by the fuzzer: an empty domain, and angle brackets hidden in a quoted local part.
+    CHECK_FALSE(is_acceptable_address("a@"));
+    CHECK_FALSE(is_acceptable_address("@b.org"));
+    CHECK_FALSE(is_acceptable_address("\": le.org, @>,\"@"));
+    CHECK_FALSE(is_acceptable_address("\"a>b\"@x.org"));
+    CHECK(is_acceptable_address("root")); // qualified with the domain later
 }
 
 TEST_CASE("local names are qualified with the domain")

@@ -366,12 +366,19 @@ bool is_acceptable_address(std::string_view address)
             if (i + 1 < address.size() && static_cast<unsigned char>(address[i + 1]) < 32)
                 return false;
             ++i;
-        } else if (!quoted && (c == ' ' || c == '<' || c == '>' || c == '(' || c == ')' ||
-                               c == ',' || c == ';')) {
+        } else if (c == '<' || c == '>') {
+            // Never inside the envelope's angle brackets, not even quoted: RCPT TO:<a">"@b>
+            // is where a sloppy receiver would end the path.
+            return false;
+        } else if (!quoted && (c == ' ' || c == '(' || c == ')' || c == ',' || c == ';')) {
             return false;
         }
     }
-    return !quoted;
+    if (quoted)
+        return false;
+    // A local name ("root") is qualified later; an address with an '@' needs a domain.
+    const auto at = address.rfind('@');
+    return at == std::string_view::npos || (at > 0 && at + 1 < address.size());
 }
 
 std::string qualify(std::string_view address, std::string_view domain)
