@@ -1,6 +1,7 @@
 // cidr::parse() and parse_ip_address() fed arbitrary text (issue 6): nullopt or a network that
 // prints back to text parsing to itself and contains its own network address; matching never
 // reads outside the 16 octets.
+#include "fuzz_check.hpp"
 #include "leafmail/access.hpp"
 
 #include <array>
@@ -9,15 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
-
-#define FUZZ_CHECK(condition)                                                                      \
-    do {                                                                                           \
-        if (!(condition)) {                                                                        \
-            std::fprintf(stderr, "invariant broken: %s (%s:%d)\n", #condition, __FILE__,           \
-                         __LINE__);                                                                \
-            std::abort();                                                                          \
-        }                                                                                          \
-    } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size)
 {

@@ -11,6 +11,7 @@
 //    was sent for it;
 //  - nothing comes after connection_finished;
 //  - the outcome does not depend on how the server's bytes were split.
+#include "fuzz_check.hpp"
 #include "leafmail/smtp/client_session.hpp"
 
 #include <cstdint>
@@ -25,15 +26,6 @@
 namespace {
 
 using namespace leafmail::smtp;
-
-#define FUZZ_CHECK(condition)                                                                      \
-    do {                                                                                           \
-        if (!(condition)) {                                                                        \
-            std::fprintf(stderr, "invariant broken: %s (%s:%d)\n", #condition, __FILE__,           \
-                         __LINE__);                                                                \
-            std::abort();                                                                          \
-        }                                                                                          \
-    } while (0)
 
 constexpr std::string_view user = "fuzz-user";
 constexpr std::string_view password = "Secret-Pa55word-4-fuzz";

@@ -5,6 +5,7 @@
 //  - the fixed header is CRLF lines only, has Date:, Message-ID: and From:, and no Bcc:;
 //  - every -t address that passes is_acceptable_address() is safe on the SMTP wire (no
 //    control octets, no angle brackets, no whitespace, at most 254 octets).
+#include "fuzz_check.hpp"
 #include "leafmail/tools/message.hpp"
 
 #include <algorithm>
@@ -18,15 +19,6 @@
 namespace {
 
 using namespace leafmail::tools;
-
-#define FUZZ_CHECK(condition)                                                                      \
-    do {                                                                                           \
-        if (!(condition)) {                                                                        \
-            std::fprintf(stderr, "invariant broken: %s (%s:%d)\n", #condition, __FILE__,           \
-                         __LINE__);                                                                \
-            std::abort();                                                                          \
-        }                                                                                          \
-    } while (0)
 
 constexpr std::size_t max_header = 4096;
 

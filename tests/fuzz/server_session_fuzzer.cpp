@@ -8,6 +8,7 @@
 //    998 octets and at most max_message_size octets;
 //  - the outcome does not depend on how the bytes were split (whole vs. split at two
 //    offsets taken from the input): same replies, same effects, same content per message.
+#include "fuzz_check.hpp"
 #include "leafmail/smtp/server_session.hpp"
 
 #include <cstddef>
@@ -22,15 +23,6 @@
 namespace {
 
 using namespace leafmail::smtp;
-
-#define FUZZ_CHECK(condition)                                                                      \
-    do {                                                                                           \
-        if (!(condition)) {                                                                        \
-            std::fprintf(stderr, "invariant broken: %s (%s:%d)\n", #condition, __FILE__,           \
-                         __LINE__);                                                                \
-            std::abort();                                                                          \
-        }                                                                                          \
-    } while (0)
 
 constexpr std::uint64_t max_size = 4096; // small, so that the size limit is reachable
 

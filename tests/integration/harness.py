@@ -5,6 +5,7 @@ spool entries as spool-format/README.md describes them, and stop only what we st
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -156,3 +157,87 @@ def content_without_received(content):
 def temp_files(spool):
     directory = os.path.join(spool, "tmp")
     return os.listdir(directory) if os.path.isdir(directory) else []
+
+
+class SmtpClient:
+    """A raw SMTP client: sends exactly the bytes given and reads whole (multi-line) replies.
+    A connection reset counts as the server having closed."""
+
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=10.0):
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout,
+                                             source_address=(source, 0) if source else None)
+        self.buffer = b""
+
+    @classmethod
+    def over_socket(cls, sock, timeout=10.0):
+        """A client on a socket that is already connected (a socketpair, for inetd mode)."""
+        client = cls.__new__(cls)
+        client.timeout, client.sock, client.buffer = timeout, sock, b""
+        sock.settimeout(timeout)
+        return client
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def reply(self):
+        """(code, list of text lines) of the next reply; (None, lines) when the server closed."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buffer:
+                try:
+                    chunk = self.sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    return (None, lines)
+                self.buffer += chunk
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            assert re.match(rb"^\d{3}[ -]", line), line
+            lines.append(line[4:].decode("utf-8", "replace"))
+            if line[3:4] == b" ":
+                return (int(line[:3]), lines)
+
+    def code(self):
+        return self.reply()[0]
+
+    def command(self, line):
+        self.send(line + b"\r\n")
+        return self.code()
+
+    def is_closed(self, timeout=None):
+        """True when the server closes the connection within timeout (after any pending data)."""
+        self.sock.settimeout(self.timeout if timeout is None else timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (socket.timeout, TimeoutError):
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def start_transaction(self, recipients=(b"rcpt@example.org",), sender=b"sender@example.org"):
+        """Greeting, EHLO, MAIL, RCPT..., DATA: asserts every step and stops after the 354."""
+        assert self.code() == 220
+        assert self.command(b"EHLO client.example") == 250
+        assert self.command(b"MAIL FROM:<" + sender + b">") == 250
+        for r in recipients:
+            assert self.command(b"RCPT TO:<" + r + b">") == 250
+        assert self.command(b"DATA") == 354
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -24,10 +24,14 @@ import threading
 import time
 import unittest
 
-from harness import (LEAFMAIL_LIST, LEAFMAILD, QUEUE_ID, Daemon, content_without_received, entry_ids,
+from harness import (LEAFMAIL_LIST, SmtpClient, LEAFMAILD, QUEUE_ID, Daemon, content_without_received, entry_ids,
                      read_entry, temp_files, wait_until)
 
 IO_TIMEOUT = 15
+
+
+def raw_client(port, host="127.0.0.1", source=None, timeout=IO_TIMEOUT):
+    return SmtpClient(port, host=host, source=source, timeout=timeout)
 FAIL_FSYNC = os.environ.get("LEAFMAIL_FAIL_FSYNC", "")
 QUEUED_AS = re.compile(r"([0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{4})")
 
@@ -87,70 +91,6 @@ class HardDaemon(Daemon):
         return self.prefix + command
 
 
-class Client:
-    """A raw SMTP client: sends exactly the bytes given, reads whole (multi-line) replies."""
-
-    def __init__(self, port, host="127.0.0.1", source=None, timeout=IO_TIMEOUT):
-        self.sock = socket.create_connection((host, port), timeout,
-                                             source_address=(source, 0) if source else None)
-        self.buffer = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def reply(self):
-        """(code, lines) of the next reply; (None, lines) when the server closed."""
-        lines = []
-        while True:
-            while b"\r\n" not in self.buffer:
-                try:
-                    chunk = self.sock.recv(65536)
-                except ConnectionResetError:
-                    chunk = b""
-                if not chunk:
-                    return (None, lines)
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            assert re.match(rb"^\d{3}[ -]", line), line
-            lines.append(line[4:].decode("utf-8", "replace"))
-            if line[3:4] == b" ":
-                return (int(line[:3]), lines)
-
-    def code(self):
-        return self.reply()[0]
-
-    def command(self, line):
-        self.send(line + b"\r\n")
-        return self.code()
-
-    def is_closed(self, timeout=IO_TIMEOUT):
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buffer += chunk
-        except (socket.timeout, TimeoutError):
-            return False
-        except ConnectionResetError:
-            return True
-        finally:
-            self.sock.settimeout(IO_TIMEOUT)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 def message(tag, body=b"hello\r\n"):
     return (b"From: sender@example.org\r\nTo: rcpt@example.net\r\nSubject: " + tag.encode() +
             b"\r\nMessage-ID: <" + tag.encode() + b"@hardening.test>\r\n\r\n" + body)
@@ -161,7 +101,7 @@ def send_mail(port, content, sender=b"sender@example.org", recipients=(b"rcpt@ex
     final reply (code, lines). Opens its own session unless client is given."""
     own = client is None
     if own:
-        client = Client(port)
+        client = raw_client(port)
         assert client.code() == 220
         assert client.command(b"EHLO client.example") == 250
     try:
@@ -243,7 +183,7 @@ class SlowLorisTest(HardeningTest):
             while time.monotonic() < deadline and legit["served_at"] is None:
                 legit["attempts"] += 1
                 try:
-                    with Client(daemon.port, timeout=5) as c:
+                    with raw_client(daemon.port, timeout=5) as c:
                         code = c.code()
                         if code == 220:
                             c.command(b"EHLO legitimate.example")
@@ -455,14 +395,14 @@ class OpenRelayTest(HardeningTest):
 
     def test_loopback_address_outside_allow_gets_554(self):
         daemon = self.start("allow = 127.0.0.1/32\n")
-        with Client(daemon.port, source="127.0.0.2") as c:
+        with raw_client(daemon.port, source="127.0.0.2") as c:
             c.send(self.ATTEMPT)  # pipelined before the greeting: must not matter
             code, lines = c.reply()
             self.assertEqual(code, 554, lines)
             self.assertTrue(c.is_closed(5))
             self.assertNotIn(b"250", c.buffer)
         self.assert_log(daemon, r"event=refused .*client=127\.0\.0\.2")
-        with Client(daemon.port) as c:  # the allowed address still works
+        with raw_client(daemon.port) as c:  # the allowed address still works
             self.assertEqual(c.code(), 220)
         self.assertEqual(entry_ids(daemon.spool), [])
         self.assertEqual(temp_files(daemon.spool), [])
@@ -525,7 +465,7 @@ class OpenRelayTest(HardeningTest):
 class InjectionTest(HardeningTest):
     def test_injection_in_commands_gets_clean_5xx(self):
         daemon = self.start("max-bad-commands = 1000\n")
-        c = Client(daemon.port)
+        c = raw_client(daemon.port)
         self.addCleanup(c.close)
         self.assertEqual(c.code(), 220)
         failures = []
@@ -606,7 +546,7 @@ class SmugglingTest(HardeningTest):
                 smuggled = (b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\n"
                             b"Subject: smuggled " + name.encode() + b"\r\n\r\nevil\r\n")
                 content = message("smuggle-" + name, b"before" + sequence + smuggled)
-                c = Client(daemon.port)
+                c = raw_client(daemon.port)
                 try:
                     self.assertEqual(c.code(), 220)
                     # The whole transaction in one write, as a pipelining attacker would send it.
@@ -652,7 +592,7 @@ class FsyncFailureTest(HardeningTest):
                   # A sanitized daemon: the shim comes before libasan in the library list.
                   "ASAN_OPTIONS=" + (asan + ":" if asan else "") + "verify_asan_link_order=0"]
         daemon = self.start(prefix=prefix, workdir=tmp.name)
-        c = Client(daemon.port)
+        c = raw_client(daemon.port)
         self.addCleanup(c.close)
         self.assertEqual(c.code(), 220)
         self.assertEqual(c.command(b"EHLO client.example"), 250)
@@ -735,7 +675,7 @@ class FullDiskTest(HardeningTest):
         early = {i: read_entry(daemon.spool, i) for i in entry_ids(daemon.spool)}
 
         # 1. A message larger than the filesystem: 452, nothing partial, earlier entries intact.
-        c = Client(daemon.port)
+        c = raw_client(daemon.port)
         self.addCleanup(c.close)
         self.assertEqual(c.code(), 220)
         self.assertEqual(c.command(b"EHLO client.example"), 250)

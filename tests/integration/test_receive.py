@@ -14,81 +14,13 @@ import tempfile
 import time
 import unittest
 
-from harness import LEAFMAILD, Daemon, content_without_received, entry_ids, read_entry, temp_files, wait_until
+from harness import LEAFMAILD, Daemon, SmtpClient, content_without_received, entry_ids, read_entry, temp_files, wait_until
 
 IO_TIMEOUT = 10.0
 
 
-class Client:
-    """A raw SMTP client: sends exactly the bytes given and reads whole (multi-line) replies."""
-
-    def __init__(self, port, host="127.0.0.1", family=socket.AF_INET):
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(IO_TIMEOUT)
-        self.sock.connect((host, port))
-        self.buffer = b""
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def reply(self):
-        """(code, list of text lines) of the next reply; (None, []) when the server closed."""
-        lines = []
-        while True:
-            while b"\r\n" not in self.buffer:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return (None, lines)
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            assert re.match(rb"^\d{3}[ -]", line), line
-            lines.append(line[4:].decode("utf-8", "replace"))
-            if line[3:4] == b" ":
-                return (int(line[:3]), lines)
-
-    def code(self):
-        return self.reply()[0]
-
-    def command(self, line):
-        self.send(line + b"\r\n")
-        return self.code()
-
-    def is_closed(self, timeout=IO_TIMEOUT):
-        """True when the server closes the connection within timeout (after any pending data)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buffer += chunk
-        except (socket.timeout, TimeoutError):
-            return False
-        except ConnectionResetError:
-            return True
-        finally:
-            self.sock.settimeout(IO_TIMEOUT)
-
-    def start_transaction(self, recipients=(b"rcpt@example.org",), sender=b"sender@example.org"):
-        """Greeting, EHLO, MAIL, RCPT..., DATA: asserts every step and stops after the 354."""
-        assert self.code() == 220
-        assert self.command(b"EHLO client.example") == 250
-        assert self.command(b"MAIL FROM:<" + sender + b">") == 250
-        for r in recipients:
-            assert self.command(b"RCPT TO:<" + r + b">") == 250
-        assert self.command(b"DATA") == 354
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def raw_client(port, host="127.0.0.1"):
+    return SmtpClient(port, host=host, timeout=IO_TIMEOUT)
 
 
 def sample_message(tag="sample"):
@@ -133,7 +65,7 @@ class ReceiveTest(unittest.TestCase):
         self.assertIsNone(status, "leafmaild exited with %s; log:\n%s" % (status, self.daemon.log_text()))
 
     def connect(self):
-        client = Client(self.daemon.port)
+        client = raw_client(self.daemon.port)
         self.addCleanup(client.close)
         return client
 
@@ -522,7 +454,7 @@ class BadCommandCapTest(ReceiveTest):
 class AccessTest(unittest.TestCase):
     def refused(self, config):
         with Daemon(config=config) as daemon:
-            with Client(daemon.port) as c:
+            with raw_client(daemon.port) as c:
                 code, _ = c.reply()
                 self.assertEqual(code, 554)
                 self.assertTrue(c.is_closed())
@@ -538,7 +470,7 @@ class AccessTest(unittest.TestCase):
 
     def test_allowed(self):
         with Daemon(config="allow = 10.0.0.0/8\nallow = 127.0.0.0/8\ndeny = 127.0.0.2/32\n") as daemon:
-            with Client(daemon.port) as c:
+            with raw_client(daemon.port) as c:
                 self.assertEqual(c.code(), 220)
 
     @unittest.skipUnless(socket.has_ipv6, "no IPv6")
@@ -564,7 +496,7 @@ class AccessTest(unittest.TestCase):
         with Daemon(config="allow = 127.0.0.0/8\n", args=["--listen", "[::1]:0"]) as daemon:
             line = daemon.wait_for_log(r"event=listening address=\[::1\]:(\d+)")
             port = int(re.search(r"\[::1\]:(\d+)", line).group(1))
-            with Client(port, host="::1", family=socket.AF_INET6) as c:
+            with raw_client(port, host="::1") as c:
                 self.assertEqual(c.code(), 554)
                 self.assertTrue(c.is_closed())
 
@@ -632,9 +564,7 @@ class InetdTest(unittest.TestCase):
                                        stdin=theirs.fileno(), stdout=theirs.fileno(), stderr=subprocess.PIPE)
             theirs.close()
             try:
-                c = Client.__new__(Client)
-                c.sock, c.buffer = ours, b""
-                ours.settimeout(IO_TIMEOUT)
+                c = SmtpClient.over_socket(ours, IO_TIMEOUT)
                 code, greeting = c.reply()
                 self.assertEqual(code, 220)
                 self.assertIn("inetd.leafmail", greeting[0])
@@ -696,7 +626,7 @@ class InetdTest(unittest.TestCase):
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        client = Client(listener.getsockname()[1])
+        client = raw_client(listener.getsockname()[1])
         self.addCleanup(client.close)
         accepted, _ = listener.accept()
         listener.close()

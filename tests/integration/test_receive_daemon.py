@@ -16,7 +16,7 @@ import unittest
 
 from harness import (LEAFMAILD, QUEUE_ID, Daemon, content_without_received, entry_ids, read_entry, temp_files,
                      wait_until)
-from test_receive import IO_TIMEOUT, Client, dot_stuff, sample_message
+from test_receive import IO_TIMEOUT, dot_stuff, raw_client, sample_message
 
 QUEUED_AS = re.compile(r"([0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{4})")
 
@@ -63,7 +63,7 @@ class DaemonTest(unittest.TestCase):
         return daemon
 
     def connect(self, daemon):
-        client = Client(daemon.port)
+        client = raw_client(daemon.port)
         self.addCleanup(client.close)
         return client
 
@@ -98,7 +98,7 @@ class SignalTest(DaemonTest):
         self.assert_log(daemon, r"event=stopping")
         # No new sessions once stopping.
         with self.assertRaises(OSError):
-            late = Client(daemon.port)
+            late = raw_client(daemon.port)
             try:
                 self.assertNotEqual(late.code(), 220)
                 raise ConnectionRefusedError  # closed without a greeting: as good as refused
@@ -191,18 +191,18 @@ class SignalTest(DaemonTest):
         first = self.start()
         port = first.port
         for _ in range(3):  # sessions the server closes first leave TIME_WAIT behind
-            c = Client(port)
+            c = raw_client(port)
             self.assertEqual(c.code(), 220)
             self.assertEqual(c.command(b"QUIT"), 221)
             self.assertTrue(c.is_closed())
             c.close()
-        idle = Client(port)
+        idle = raw_client(port)
         self.assertEqual(idle.code(), 220)
         self.assertEqual(first.stop(), 0)
         idle.close()
         second = self.start(listen="127.0.0.1:%d" % port, workdir=first.workdir)
         self.assertEqual(second.port, port)
-        with Client(port) as c:
+        with raw_client(port) as c:
             self.assertEqual(c.code(), 220)
 
 
@@ -339,7 +339,7 @@ class SpoolFailureTest(DaemonTest):
         # The same session, then a new one, still get their small messages through.
         code, _ = send_message(c, b"Subject: small\r\n\r\nfits\r\n")
         self.assertEqual(code, 250)
-        with Client(daemon.port) as other:
+        with raw_client(daemon.port) as other:
             other.start_transaction()
             other.send(b"Subject: small too\r\n\r\nfits\r\n.\r\n")
             self.assertEqual(other.code(), 250)
@@ -393,7 +393,7 @@ class CrashTest(unittest.TestCase):
     def sender(self, port, cycle, number, stop, acked, sent, lock):
         c = None
         try:
-            c = Client(port)
+            c = raw_client(port)
             c.sock.settimeout(5)
             if c.code() != 220 or c.command(b"EHLO crash.example") != 250:
                 return
@@ -456,7 +456,7 @@ class CrashTest(unittest.TestCase):
             if cycle == self.CYCLES:
                 break
             # One session stays in the middle of DATA, so the kill leaves a temporary file.
-            holder = Client(port)
+            holder = raw_client(port)
             holder.start_transaction()
             holder.send(b"Subject: never finished\r\n\r\n" + b"partial\r\n" * 10000)
             stop = threading.Event()
