@@ -31,3 +31,11 @@ TEST_CASE("queue ids made in a row are unique and sort by arrival")
     CHECK(std::is_sorted(ids.begin(), ids.end(), [](const auto& a, const auto& b) { return a.substr(0, 16) < b.substr(0, 16); }));
     CHECK(make_queue_id(1, 9, 9) < make_queue_id(2, 1, 1));
 }
+
+TEST_CASE("the time an id was made is read back from it")
+{
+    CHECK(queue_id_time(make_queue_id(1795352400123456ULL, 42, 7)) == 1795352400);
+    CHECK(queue_id_time("00005f4a3b2c1d0e-00001f3a-0001") == 0x5f4a3b2c1d0eLL / 1000000);
+    CHECK(queue_id_time("not an id") == 0);
+    CHECK(queue_id_time("00005F4A3B2C1D0E-00001f3a-0001") == 0);
+}

@@ -14,4 +14,7 @@ namespace leafmail::spool {
 /// True only for strings make_queue_id() could have produced (so never "..", "/", "").
 [[nodiscard]] bool is_valid_queue_id(std::string_view id);
 
+/// Unix seconds at which the id was made; 0 for a string that is not a valid id.
+[[nodiscard]] std::int64_t queue_id_time(std::string_view id);
+
 } // namespace leafmail::spool

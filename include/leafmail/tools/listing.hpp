@@ -38,9 +38,6 @@ struct scan_options {
 [[nodiscard]] std::optional<listed_entry> find_entry(spool::spool& spool, std::string_view id,
                                                      bool quarantine_corrupt = true);
 
-/// The arrival time encoded in a queue id (Unix seconds), for entries without an envelope.
-[[nodiscard]] std::int64_t queued_at_from_id(std::string_view id);
-
 /// The message's header (up to the empty line, at most max_size octets), from the content.
 [[nodiscard]] std::string read_message_header(const spool::spool& spool, spool::area where,
                                               std::string_view id,

@@ -7,6 +7,7 @@
 #include "leafmail/relay/credentials.hpp"
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/dsn.hpp"
+#include "leafmail/spool/queue_id.hpp"
 #include "leafmail/spool/spool.hpp"
 
 #include <cstdio>
@@ -40,21 +41,6 @@ std::string_view to_string(smtp::delivery_status s)
         return "failed";
     }
     return "deferred";
-}
-
-/// Seconds since the epoch encoded in a queue id ("<16 hex microseconds>-..."), 0 if none.
-std::int64_t queued_at_from_id(std::string_view id)
-{
-    if (id.size() < 16)
-        return 0;
-    std::uint64_t micros = 0;
-    for (char c : id.substr(0, 16)) {
-        int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (v < 0)
-            return 0;
-        micros = micros << 4 | unsigned(v);
-    }
-    return static_cast<std::int64_t>(micros / 1000000);
 }
 
 /// The spool side of a flush: hands out entries in arrival order, records results.
@@ -123,7 +109,7 @@ public:
         std::lock_guard lock(mutex_);
         std::int64_t now = now_();
         for (const auto& id : ids_) {
-            std::int64_t at = queued_at_from_id(id);
+            std::int64_t at = spool::queue_id_time(id);
             if (at == 0 || now - at <= settings_.relay.max_queue_age.count())
                 break;
             auto entry_lock = spool_.try_lock_entry(spool::area::queue, id);

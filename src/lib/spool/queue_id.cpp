@@ -48,4 +48,14 @@ bool is_valid_queue_id(std::string_view id)
     return true;
 }
 
+std::int64_t queue_id_time(std::string_view id)
+{
+    if (!is_valid_queue_id(id))
+        return 0;
+    std::uint64_t micros = 0;
+    for (char c : id.substr(0, time_digits))
+        micros = micros << 4 | static_cast<unsigned>(c <= '9' ? c - '0' : c - 'a' + 10);
+    return static_cast<std::int64_t>(micros / 1000000);
+}
+
 } // namespace leafmail::spool

@@ -48,7 +48,7 @@ std::uint64_t size_of(const listed_entry& e)
 std::int64_t queued_at_of(const listed_entry& e)
 {
     return e.envelope && e.envelope->queued_at > 0 ? e.envelope->queued_at
-                                                   : queued_at_from_id(e.id);
+                                                   : spool::queue_id_time(e.id);
 }
 
 std::uint32_t attempts_of(const spool::envelope& env)
@@ -261,18 +261,6 @@ std::optional<area> area_from_label(std::string_view text)
         if (text == area_label(a) || text == spool::to_string(a))
             return a;
     return std::nullopt;
-}
-
-std::int64_t queued_at_from_id(std::string_view id)
-{
-    // make_queue_id(): 16 hex digits of microseconds since the epoch come first.
-    std::uint64_t micros = 0;
-    if (id.size() < 16)
-        return 0;
-    const auto [end, error] = std::from_chars(id.data(), id.data() + 16, micros, 16);
-    if (error != std::errc{} || end != id.data() + 16)
-        return 0;
-    return static_cast<std::int64_t>(micros / 1000000);
 }
 
 std::string iso8601_utc(std::int64_t unix_seconds)
