@@ -33,28 +33,28 @@ struct receiver_settings {
     std::uint64_t max_message_size = 25 * 1024 * 1024;
     std::size_t max_recipients = 100;
     std::size_t max_connections = 100;
-    std::chrono::seconds idle_timeout{300};       // RFC 5321 4.5.3.2.7: at least 5 minutes
+    std::chrono::seconds idle_timeout{300}; // RFC 5321 4.5.3.2.7: at least 5 minutes
     std::size_t max_bad_commands = 20;
     std::uint64_t min_free_space = 64 * 1024 * 1024; // refuse new mail (452) below this
-    std::size_t fsync_workers = 16;               // threads that run fsync off the event loop
-    std::chrono::seconds shutdown_grace{30};      // SIGTERM: time left to sessions in flight
-    std::string user;                             // drop to this user after binding (as root)
+    std::size_t fsync_workers = 16;                  // threads that run fsync off the event loop
+    std::chrono::seconds shutdown_grace{30};         // SIGTERM: time left to sessions in flight
+    std::string user;                                // drop to this user after binding (as root)
 };
 
 struct relay_settings {
-    std::string smarthost;                        // host[:port]; empty = not configured
+    std::string smarthost; // host[:port]; empty = not configured
     tls_mode tls = tls_mode::starttls;
-    bool tls_verify = true;                       // peer certificate and host name (SNI sent)
-    std::filesystem::path ca_file;                // extra CA besides the system store
-    std::string auth_user;                        // empty = no AUTH
-    std::filesystem::path auth_password_file;     // must not be readable by group or others
-    bool auth_over_plaintext = false;             // AUTH without TLS only when said explicitly
-    std::string helo;                             // default: hostname
+    bool tls_verify = true;                   // peer certificate and host name (SNI sent)
+    std::filesystem::path ca_file;            // extra CA besides the system store
+    std::string auth_user;                    // empty = no AUTH
+    std::filesystem::path auth_password_file; // must not be readable by group or others
+    bool auth_over_plaintext = false;         // AUTH without TLS only when said explicitly
+    std::string helo;                         // default: hostname
     std::chrono::seconds connect_timeout{30};
-    std::chrono::seconds timeout{300};            // each command reply, RFC 5321 4.5.3.2
-    std::chrono::seconds data_timeout{600};       // final dot reply, RFC 5321 4.5.3.2.6
+    std::chrono::seconds timeout{300};      // each command reply, RFC 5321 4.5.3.2
+    std::chrono::seconds data_timeout{600}; // final dot reply, RFC 5321 4.5.3.2.6
     std::size_t max_messages_per_connection = 1000;
-    std::size_t connections = 1;                  // parallel smarthost connections
+    std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
 
     /// The port to use: the one in smarthost, else 25 / 587 / 465 by tls mode.
@@ -64,8 +64,8 @@ struct relay_settings {
 
 struct config {
     std::filesystem::path spool{"/var/spool/leafmail"};
-    std::string hostname;                         // default: the system's host name
-    std::string domain;                           // for sendmail's default sender; default hostname
+    std::string hostname; // default: the system's host name
+    std::string domain;   // for sendmail's default sender; default hostname
     receiver_settings receiver;
     relay_settings relay;
 };
@@ -82,16 +82,17 @@ struct parsed_command_line {
     boost::program_options::variables_map flags;
     config settings;
     std::filesystem::path config_file; // the file that was read, empty if none
-    std::string help;                   // --help text: general, tool and configuration flags
+    std::string help;                  // --help text: general, tool and configuration flags
 };
-[[nodiscard]] parsed_command_line
-parse_command_line(int argc, const char* const argv[],
-                   const boost::program_options::options_description& tool_flags,
-                   const boost::program_options::positional_options_description* positional = nullptr);
+[[nodiscard]] parsed_command_line parse_command_line(
+    int argc, const char* const argv[],
+    const boost::program_options::options_description& tool_flags,
+    const boost::program_options::positional_options_description* positional = nullptr);
 
 /// The value of a tool's --log flag. Throws boost::program_options::error (a usage error)
 /// for anything but "syslog" or "stderr".
-[[nodiscard]] log::destination log_destination_flag(const boost::program_options::variables_map& flags);
+[[nodiscard]] log::destination
+log_destination_flag(const boost::program_options::variables_map& flags);
 
 /// Reads only a configuration file (for tools with a command line of their own, such as
 /// leafmail-sendmail). A missing file is an error only when must_exist.

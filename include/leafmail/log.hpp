@@ -19,13 +19,26 @@ void set_verbose(bool on); // debug lines are dropped unless verbose
 [[nodiscard]] std::optional<destination> destination_named(std::string_view name);
 
 void write(level severity, std::string_view line);
-inline void error(std::string_view line) { write(level::error, line); }
-inline void warning(std::string_view line) { write(level::warning, line); }
-inline void info(std::string_view line) { write(level::info, line); }
-inline void debug(std::string_view line) { write(level::debug, line); }
+inline void error(std::string_view line)
+{
+    write(level::error, line);
+}
+inline void warning(std::string_view line)
+{
+    write(level::warning, line);
+}
+inline void info(std::string_view line)
+{
+    write(level::info, line);
+}
+inline void debug(std::string_view line)
+{
+    write(level::debug, line);
+}
 
 /// "event=accepted id=... from=<a@b>": values with spaces, quotes, '=' or control characters
 /// are quoted and escaped, so one event is always one parseable line.
-[[nodiscard]] std::string fields(std::initializer_list<std::pair<std::string_view, std::string_view>> kv);
+[[nodiscard]] std::string
+fields(std::initializer_list<std::pair<std::string_view, std::string_view>> kv);
 
 } // namespace leafmail::log

@@ -10,13 +10,14 @@ namespace leafmail {
 [[nodiscard]] std::string rfc5322_date(std::time_t when);
 
 struct received_fields {
-    std::string helo;           // the client's HELO/EHLO argument; empty for local submission
-    std::string client_address; // IP address of the client; "local" for a pipe; empty for local submission
-    std::string local_user;     // for local submission: the submitting user's login
-    std::string hostname;       // ours
-    std::string protocol;       // "SMTP", "ESMTP" (RFC 3848) or "local"
+    std::string helo; // the client's HELO/EHLO argument; empty for local submission
+    std::string
+        client_address; // IP address of the client; "local" for a pipe; empty for local submission
+    std::string local_user; // for local submission: the submitting user's login
+    std::string hostname;   // ours
+    std::string protocol;   // "SMTP", "ESMTP" (RFC 3848) or "local"
     std::string queue_id;
-    std::string recipient;      // named in "for" only when there is exactly one
+    std::string recipient; // named in "for" only when there is exactly one
     std::time_t when = 0;
 };
 

@@ -22,7 +22,8 @@ po::options_description flush_flags()
         "dry-run", "show what would be sent and to where; change nothing")(
         "lock-timeout", po::value<unsigned>()->value_name("SECONDS")->default_value(300),
         "wait at most this long for another flush to finish")(
-        "log", po::value<std::string>()->value_name("WHERE")->default_value("stderr"), "syslog or stderr");
+        "log", po::value<std::string>()->value_name("WHERE")->default_value("stderr"),
+        "syslog or stderr");
     return flags;
 }
 } // namespace
@@ -35,11 +36,12 @@ int main(int argc, char* argv[])
     try {
         parsed = parse_command_line(argc, argv, flags);
         if (parsed.flags.count("help")) {
-            std::cout << "Usage: leafmail-flush [options]\n"
-                         "Relays every pending message in the spool to the smarthost.\n"
-                         "Exit status: 0 nothing left pending, 75 something deferred, 78 configuration "
-                         "error, 64 usage error.\n\n"
-                      << parsed.help;
+            std::cout
+                << "Usage: leafmail-flush [options]\n"
+                   "Relays every pending message in the spool to the smarthost.\n"
+                   "Exit status: 0 nothing left pending, 75 something deferred, 78 configuration "
+                   "error, 64 usage error.\n\n"
+                << parsed.help;
             return exit_status::ok;
         }
         if (parsed.flags.count("version")) {
@@ -71,7 +73,8 @@ int main(int argc, char* argv[])
     try {
         relay::flush_summary summary = relay::run_flush(parsed.settings, options);
         if (summary.lock_busy)
-            std::cerr << "leafmail-flush: another flush still holds the spool after the lock timeout\n";
+            std::cerr
+                << "leafmail-flush: another flush still holds the spool after the lock timeout\n";
         // The one line scripts and people read, on stdout whatever the log destination.
         std::cout << relay::summary_line(summary) << std::endl;
         log::info(log::fields({{"event", "summary"},

@@ -22,8 +22,8 @@ po::options_description daemon_flags()
     po::options_description flags("leafmaild");
     flags.add_options()("help", "show this help and exit")("version", "show the version and exit")(
         "inetd", "serve one SMTP session on stdin/stdout (inetd, systemd Accept=yes) and exit")(
-        "log", po::value<std::string>()->value_name("WHERE")->default_value("syslog"), "syslog or stderr")(
-        "verbose", "also log debug lines");
+        "log", po::value<std::string>()->value_name("WHERE")->default_value("syslog"),
+        "syslog or stderr")("verbose", "also log debug lines");
     return flags;
 }
 } // namespace
@@ -35,7 +35,9 @@ int main(int argc, char* argv[])
     try {
         parsed = parse_command_line(argc, argv, flags);
         if (parsed.flags.count("help")) {
-            std::cout << "Usage: leafmaild [options]\nAccepts mail over SMTP and spools it durably.\n\n" << parsed.help;
+            std::cout
+                << "Usage: leafmaild [options]\nAccepts mail over SMTP and spools it durably.\n\n"
+                << parsed.help;
             return exit_status::ok;
         }
         if (parsed.flags.count("version")) {
@@ -73,11 +75,13 @@ int main(int argc, char* argv[])
         spool::spool spool(settings.spool);
         if (!inetd) {
             const auto report = spool.recover();
-            if (report.removed_temporaries + report.removed_orphan_states + report.reunited_states > 0)
-                log::info(log::fields({{"event", "recovered"},
-                                       {"removed-temporaries", std::to_string(report.removed_temporaries)},
-                                       {"removed-orphan-states", std::to_string(report.removed_orphan_states)},
-                                       {"reunited-states", std::to_string(report.reunited_states)}}));
+            if (report.removed_temporaries + report.removed_orphan_states + report.reunited_states >
+                0)
+                log::info(log::fields(
+                    {{"event", "recovered"},
+                     {"removed-temporaries", std::to_string(report.removed_temporaries)},
+                     {"removed-orphan-states", std::to_string(report.removed_orphan_states)},
+                     {"reunited-states", std::to_string(report.reunited_states)}}));
         }
         net::asio::io_context io(1);
         net::smtp_server server(io, settings, spool);
@@ -87,8 +91,9 @@ int main(int argc, char* argv[])
             } catch (const std::system_error& e) {
                 // EINVAL: a listen value that is no address; EACCES: a privileged port.
                 status_on_failure = e.code() == std::errc::invalid_argument ? exit_status::config
-                                    : e.code() == std::errc::permission_denied ? exit_status::no_permission
-                                                                               : exit_status::os_error;
+                                    : e.code() == std::errc::permission_denied
+                                        ? exit_status::no_permission
+                                        : exit_status::os_error;
                 throw;
             }
         }

@@ -46,8 +46,10 @@ std::optional<cidr> cidr::parse(std::string_view text)
     unsigned length = family_bits;
     if (slash != std::string_view::npos) {
         const std::string_view digits = text.substr(slash + 1);
-        const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), length);
-        if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() || length > family_bits)
+        const auto [end, error] =
+            std::from_chars(digits.data(), digits.data() + digits.size(), length);
+        if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() ||
+            length > family_bits)
             return std::nullopt;
     }
     cidr result;

@@ -28,8 +28,12 @@ constexpr key_info keys[] = {
     {"spool", "spool directory (default /var/spool/leafmail)"},
     {"hostname", "our host name in the greeting and Received: (default: the system's)"},
     {"domain", "domain for local senders without one (default: hostname)"},
-    {"listen", "address:port to listen on, [v6]:port for IPv6, port 0 picks a free one; repeatable (default 127.0.0.1:25)", true},
-    {"allow", "client network allowed to send, CIDR; repeatable (default 127.0.0.0/8 and ::1)", true},
+    {"listen",
+     "address:port to listen on, [v6]:port for IPv6, port 0 picks a free one; repeatable (default "
+     "127.0.0.1:25)",
+     true},
+    {"allow", "client network allowed to send, CIDR; repeatable (default 127.0.0.0/8 and ::1)",
+     true},
     {"deny", "client network refused, CIDR; wins over allow; repeatable", true},
     {"max-message-size", "largest message accepted, octets or with K/M/G (default 25M)"},
     {"max-recipients", "recipients per message (default 100)"},
@@ -45,25 +49,28 @@ constexpr key_info keys[] = {
     {"tls-verify", "verify the smarthost certificate and name: yes | no (default yes)"},
     {"ca-file", "extra CA certificate file trusted besides the system store"},
     {"auth-user", "user name for SMTP AUTH at the smarthost"},
-    {"auth-password-file", "file holding the AUTH password; must not be readable by group or others"},
+    {"auth-password-file",
+     "file holding the AUTH password; must not be readable by group or others"},
     {"auth-over-plaintext", "allow AUTH without TLS: yes | no (default no)"},
     {"helo", "name sent in EHLO/HELO to the smarthost (default: hostname)"},
     {"connect-timeout", "seconds to connect to the smarthost (default 30)"},
     {"timeout", "seconds to wait for each smarthost reply (default 300)"},
     {"data-timeout", "seconds to wait for the reply to the final dot (default 600)"},
-    {"max-messages-per-connection", "messages per smarthost connection before reconnecting (default 1000)"},
+    {"max-messages-per-connection",
+     "messages per smarthost connection before reconnecting (default 1000)"},
     {"connections", "parallel smarthost connections (default 1)"},
     {"max-queue-age", "a message pending longer than this bounces (default 5d)"},
 };
 
-[[noreturn]] void bad_value(const std::string& where, std::string_view key, const std::string& value, std::string_view expected)
+[[noreturn]] void bad_value(const std::string& where, std::string_view key,
+                            const std::string& value, std::string_view expected)
 {
-    throw config_error(where + ": bad value for '" + std::string(key) + "': '" + value + "' (expected " +
-                       std::string(expected) + ")");
+    throw config_error(where + ": bad value for '" + std::string(key) + "': '" + value +
+                       "' (expected " + std::string(expected) + ")");
 }
 
-std::uint64_t parse_unsigned(const std::string& where, std::string_view key, const std::string& text,
-                             std::uint64_t max = UINT64_MAX)
+std::uint64_t parse_unsigned(const std::string& where, std::string_view key,
+                             const std::string& text, std::uint64_t max = UINT64_MAX)
 {
     std::uint64_t value = 0;
     const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -72,13 +79,15 @@ std::uint64_t parse_unsigned(const std::string& where, std::string_view key, con
     return value;
 }
 
-std::uint64_t parse_with_suffix(const std::string& where, std::string_view key, const std::string& text,
-                                std::string_view suffixes, const std::uint64_t* factors, std::string_view expected)
+std::uint64_t parse_with_suffix(const std::string& where, std::string_view key,
+                                const std::string& text, std::string_view suffixes,
+                                const std::uint64_t* factors, std::string_view expected)
 {
     std::string digits = text;
     std::uint64_t factor = 1;
     if (!digits.empty()) {
-        const auto found = suffixes.find(static_cast<char>(std::tolower(static_cast<unsigned char>(digits.back()))));
+        const auto found = suffixes.find(
+            static_cast<char>(std::tolower(static_cast<unsigned char>(digits.back()))));
         if (found != std::string_view::npos) {
             factor = factors[found];
             digits.pop_back();
@@ -86,7 +95,8 @@ std::uint64_t parse_with_suffix(const std::string& where, std::string_view key, 
     }
     std::uint64_t value = 0;
     const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() || value > UINT64_MAX / factor)
+    if (digits.empty() || error != std::errc{} || end != digits.data() + digits.size() ||
+        value > UINT64_MAX / factor)
         bad_value(where, key, text, expected);
     return value * factor;
 }
@@ -97,10 +107,12 @@ std::uint64_t parse_size(const std::string& where, std::string_view key, const s
     return parse_with_suffix(where, key, text, "kmg", factors, "octets, optionally with K, M or G");
 }
 
-std::chrono::seconds parse_duration(const std::string& where, std::string_view key, const std::string& text)
+std::chrono::seconds parse_duration(const std::string& where, std::string_view key,
+                                    const std::string& text)
 {
     static constexpr std::uint64_t factors[] = {1, 60, 3600, 86400};
-    const auto seconds = parse_with_suffix(where, key, text, "smhd", factors, "seconds, optionally with s, m, h or d");
+    const auto seconds = parse_with_suffix(where, key, text, "smhd", factors,
+                                           "seconds, optionally with s, m, h or d");
     if (seconds == 0 || seconds > 365ull * 86400)
         bad_value(where, key, text, "a duration between 1 second and 365 days");
     return std::chrono::seconds(seconds);
@@ -109,7 +121,8 @@ std::chrono::seconds parse_duration(const std::string& where, std::string_view k
 bool parse_bool(const std::string& where, std::string_view key, const std::string& text)
 {
     std::string lower = text;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     if (lower == "yes" || lower == "true" || lower == "on" || lower == "1")
         return true;
     if (lower == "no" || lower == "false" || lower == "off" || lower == "0")
@@ -135,7 +148,8 @@ int line_of_key(const fs::path& file, std::string_view key)
         if (start == std::string::npos || line[start] == '#')
             continue;
         const auto eq = line.find('=', start);
-        std::string name = line.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
+        std::string name =
+            line.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
         name.erase(name.find_last_not_of(" \t\r") + 1);
         if (name == key)
             return number;
@@ -154,7 +168,8 @@ po::options_description key_options(const char* caption)
     po::options_description desc(caption);
     for (const auto& key : keys) {
         if (key.is_list)
-            desc.add_options()(key.name, po::value<std::vector<std::string>>()->value_name("VALUE"), key.help);
+            desc.add_options()(key.name, po::value<std::vector<std::string>>()->value_name("VALUE"),
+                               key.help);
         else
             desc.add_options()(key.name, po::value<std::string>()->value_name("VALUE"), key.help);
     }
@@ -162,7 +177,8 @@ po::options_description key_options(const char* caption)
 }
 
 // Applies one key's text value(s) to the settings; `where` names the source for errors.
-void apply_key(config& c, std::string_view key, const std::vector<std::string>& values, const std::string& where)
+void apply_key(config& c, std::string_view key, const std::vector<std::string>& values,
+               const std::string& where)
 {
     const std::string& v = values.back();
     auto& r = c.receiver;
@@ -182,7 +198,8 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         for (const auto& item : values) {
             const auto net = cidr::parse(item);
             if (!net)
-                bad_value(where, key, item, "an IPv4 or IPv6 network such as 127.0.0.0/8 or ::1/128");
+                bad_value(where, key, item,
+                          "an IPv4 or IPv6 network such as 127.0.0.0/8 or ::1/128");
             nets.push_back(*net);
         }
         (key == "allow" ? r.access.allow : r.access.deny) = std::move(nets);
@@ -299,19 +316,25 @@ std::uint16_t relay_settings::port() const
 {
     const auto close = smarthost.find(']');
     const auto colon = smarthost.rfind(':');
-    const bool has_port = colon != std::string::npos && (close == std::string::npos || colon > close);
+    const bool has_port =
+        colon != std::string::npos && (close == std::string::npos || colon > close);
     if (has_port) {
         unsigned value = 0;
         const std::string digits = smarthost.substr(colon + 1);
-        const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-        if (error == std::errc{} && end == digits.data() + digits.size() && value > 0 && value < 65536)
+        const auto [end, error] =
+            std::from_chars(digits.data(), digits.data() + digits.size(), value);
+        if (error == std::errc{} && end == digits.data() + digits.size() && value > 0 &&
+            value < 65536)
             return static_cast<std::uint16_t>(value);
         return 0;
     }
     switch (tls) {
-    case tls_mode::none: return 25;
-    case tls_mode::starttls: return 587;
-    case tls_mode::implicit: return 465;
+    case tls_mode::none:
+        return 25;
+    case tls_mode::starttls:
+        return 587;
+    case tls_mode::implicit:
+        return 465;
     }
     return 25;
 }
@@ -321,13 +344,15 @@ po::options_description config_options(config&)
     return key_options("Configuration keys (file or command line)");
 }
 
-parsed_command_line parse_command_line(int argc, const char* const argv[], const po::options_description& tool_flags,
+parsed_command_line parse_command_line(int argc, const char* const argv[],
+                                       const po::options_description& tool_flags,
                                        const po::positional_options_description* positional)
 {
     po::options_description general("General");
     general.add_options()("config", po::value<std::string>()->value_name("FILE"),
                           "configuration file (default /etc/leafmail.conf)");
-    const po::options_description file_keys = key_options("Configuration keys (file or command line)");
+    const po::options_description file_keys =
+        key_options("Configuration keys (file or command line)");
     po::options_description all;
     all.add(general).add(tool_flags).add(file_keys);
 
@@ -405,15 +430,18 @@ void validate(const config& c, const fs::path& file)
     for (const auto& address : c.receiver.listen) {
         const auto colon = address.rfind(':');
         const bool bracketed = !address.empty() && address.front() == '[';
-        const bool has_port = colon != std::string::npos && (!bracketed || address.find(']') == colon - 1);
+        const bool has_port =
+            colon != std::string::npos && (!bracketed || address.find(']') == colon - 1);
         if (!has_port || colon == 0)
             bad_value(where("listen"), "listen", address, "address:port or [v6-address]:port");
         parse_unsigned(where("listen"), "listen", address.substr(colon + 1), 65535);
     }
     if (!c.relay.smarthost.empty() && c.relay.port() == 0)
-        bad_value(where("smarthost"), "smarthost", c.relay.smarthost, "host or host:port with a port from 1 to 65535");
+        bad_value(where("smarthost"), "smarthost", c.relay.smarthost,
+                  "host or host:port with a port from 1 to 65535");
     if (!c.relay.auth_user.empty() && c.relay.auth_password_file.empty())
-        throw config_error(where("auth-user") + ": 'auth-user' is set but 'auth-password-file' is not");
+        throw config_error(where("auth-user") +
+                           ": 'auth-user' is set but 'auth-password-file' is not");
 }
 
 } // namespace leafmail

@@ -17,10 +17,14 @@ std::mutex stderr_mutex;
 int syslog_priority(level severity)
 {
     switch (severity) {
-    case level::error: return LOG_ERR;
-    case level::warning: return LOG_WARNING;
-    case level::info: return LOG_INFO;
-    case level::debug: return LOG_DEBUG;
+    case level::error:
+        return LOG_ERR;
+    case level::warning:
+        return LOG_WARNING;
+    case level::info:
+        return LOG_INFO;
+    case level::debug:
+        return LOG_DEBUG;
     }
     return LOG_INFO;
 }

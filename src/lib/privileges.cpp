@@ -30,7 +30,8 @@ void hand_over_spool(const std::filesystem::path& spool_root, user_ids to)
         paths.push_back(item.path());
     for (const auto& path : paths)
         if (::lchown(path.c_str(), to.uid, to.gid) != 0)
-            throw std::system_error(errno, std::generic_category(), "cannot chown " + path.string());
+            throw std::system_error(errno, std::generic_category(),
+                                    "cannot chown " + path.string());
 }
 
 void drop_privileges(user_ids to)
@@ -38,11 +39,14 @@ void drop_privileges(user_ids to)
     if (::setgroups(0, nullptr) != 0)
         throw std::system_error(errno, std::generic_category(), "cannot drop supplementary groups");
     if (::setgid(to.gid) != 0)
-        throw std::system_error(errno, std::generic_category(), "cannot set group id " + std::to_string(to.gid));
+        throw std::system_error(errno, std::generic_category(),
+                                "cannot set group id " + std::to_string(to.gid));
     if (::setuid(to.uid) != 0)
-        throw std::system_error(errno, std::generic_category(), "cannot set user id " + std::to_string(to.uid));
+        throw std::system_error(errno, std::generic_category(),
+                                "cannot set user id " + std::to_string(to.uid));
     if (to.uid != 0 && ::setuid(0) == 0)
-        throw std::system_error(EPERM, std::generic_category(), "root privileges could be regained");
+        throw std::system_error(EPERM, std::generic_category(),
+                                "root privileges could be regained");
 }
 
 } // namespace leafmail

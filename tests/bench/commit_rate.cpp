@@ -37,8 +37,10 @@ int main(int argc, char* argv[])
                 const std::string tmp = (root / "tmp" / std::to_string(i)).string();
                 const std::string final_name = (root / "queue" / std::to_string(i)).string();
                 const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0640);
-                if (fd < 0 || ::write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()) ||
-                    ::fdatasync(fd) != 0 || ::rename(tmp.c_str(), final_name.c_str()) != 0 || ::fsync(dir_fd) != 0)
+                if (fd < 0 ||
+                    ::write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()) ||
+                    ::fdatasync(fd) != 0 || ::rename(tmp.c_str(), final_name.c_str()) != 0 ||
+                    ::fsync(dir_fd) != 0)
                     failed = true;
                 if (fd >= 0)
                     ::close(fd);
@@ -46,7 +48,8 @@ int main(int argc, char* argv[])
         });
     for (auto& w : workers)
         w.join();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (failed) {
         std::perror("leafmail-bench-commit");
         return 74;

@@ -13,8 +13,9 @@ TEST_CASE("CIDR networks parse in both families and refuse malformed text")
     CHECK(cidr::parse("::1")->to_string() == "::1/128");
     CHECK(cidr::parse("2001:db8::/32")->to_string() == "2001:db8::/32");
     CHECK(cidr::parse("0.0.0.0/0")->to_string() == "0.0.0.0/0");
-    for (const char* bad : {"", "/8", "127.0.0.0/", "127.0.0.0/33", "::1/129", "127.0.0.0/-1", "127.0.0.0/8x",
-                            "256.0.0.1", "1.2.3", "localhost", "127.0.0.0/8/8", "::1 ", "1.2.3.4/ 8"})
+    for (const char* bad :
+         {"", "/8", "127.0.0.0/", "127.0.0.0/33", "::1/129", "127.0.0.0/-1", "127.0.0.0/8x",
+          "256.0.0.1", "1.2.3", "localhost", "127.0.0.0/8/8", "::1 ", "1.2.3.4/ 8"})
         CHECK_FALSE(cidr::parse(bad));
 }
 

@@ -13,8 +13,8 @@ using namespace leafmail::smtp;
 namespace {
 
 struct driver_result {
-    std::string sent;                 // every command's wire bytes, "<content N>" for content
-    std::vector<std::string> shown;   // what --verbose would print
+    std::string sent;               // every command's wire bytes, "<content N>" for content
+    std::vector<std::string> shown; // what --verbose would print
     std::map<std::uint64_t, message_result> results;
     std::vector<std::uint64_t> result_order;
     bool finished = false;
@@ -117,17 +117,19 @@ outgoing_message msg(std::uint64_t tag, std::vector<std::string> rcpts, std::uin
     return outgoing_message{tag, "sender@example.org", std::move(rcpts), size, has_8bit};
 }
 
-const std::string ehlo_pipelining = "250-smarthost.example\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n"
-                                    "250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
+const std::string ehlo_pipelining =
+    "250-smarthost.example\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n"
+    "250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
 const std::string ehlo_basic = "250-smarthost.example\r\n250 SIZE\r\n";
 
 } // namespace
 
 TEST_CASE("reply parser: single, multi-line, enhanced codes, any split", "[client_session]")
 {
-    const std::string input = "220 mx.example ESMTP\r\n250-mx.example\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
-                              "550 5.1.1 <x@y>: no such user\r\n451-4.3.0 first\r\n451 4.3.0 second\r\n"
-                              "354\r\n250 2.0.0\r\n";
+    const std::string input =
+        "220 mx.example ESMTP\r\n250-mx.example\r\n250-PIPELINING\r\n250 SIZE 10\r\n"
+        "550 5.1.1 <x@y>: no such user\r\n451-4.3.0 first\r\n451 4.3.0 second\r\n"
+        "354\r\n250 2.0.0\r\n";
     for (std::size_t split = 0; split <= input.size(); ++split) {
         reply_parser p;
         std::vector<reply> got;
@@ -156,7 +158,8 @@ TEST_CASE("reply parser: single, multi-line, enhanced codes, any split", "[clien
 
 TEST_CASE("reply parser: malformed input is an error, not an exception", "[client_session]")
 {
-    for (std::string bad : {"hello\r\n", "2500 x\r\n", "250-a\r\n251 b\r\n", "650 x\r\n", "25\r\n"}) {
+    for (std::string bad :
+         {"hello\r\n", "2500 x\r\n", "250-a\r\n251 b\r\n", "650 x\r\n", "25\r\n"}) {
         reply_parser p;
         p.feed(bad);
         while (p.next()) {
@@ -179,8 +182,10 @@ TEST_CASE("reply parser: malformed input is an error, not an exception", "[clien
 
 TEST_CASE("EHLO capabilities", "[client_session]")
 {
-    reply r{250, "", {"mx.example hi", "pipelining", "SIZE 52428800", "8BITMIME", "STARTTLS",
-                      "AUTH PLAIN login", "AUTH=CRAM-MD5", "ENHANCEDSTATUSCODES"}};
+    reply r{250,
+            "",
+            {"mx.example hi", "pipelining", "SIZE 52428800", "8BITMIME", "STARTTLS",
+             "AUTH PLAIN login", "AUTH=CRAM-MD5", "ENHANCEDSTATUSCODES"}};
     auto caps = parse_ehlo_reply(r);
     CHECK(caps.esmtp);
     CHECK(caps.pipelining);
@@ -197,12 +202,14 @@ TEST_CASE("EHLO capabilities", "[client_session]")
 
 TEST_CASE("one message without PIPELINING, per-recipient results", "[client_session]")
 {
-    auto res = run_all_splits(plain_options(), {msg(7, {"a@x", "b@x", "c@x"})},
-                              {"220 mx ESMTP\r\n" + ehlo_basic +
-                               "250 2.1.0 ok\r\n250 2.1.5 ok\r\n450 4.2.0 busy\r\n550 5.1.1 unknown\r\n"
-                               "354 go\r\n250 2.0.0 queued as X\r\n221 bye\r\n"});
-    CHECK(res.sent == "EHLO client.example\r\nMAIL FROM:<sender@example.org> SIZE=100\r\n"
-                      "RCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n<content 7>QUIT\r\n");
+    auto res =
+        run_all_splits(plain_options(), {msg(7, {"a@x", "b@x", "c@x"})},
+                       {"220 mx ESMTP\r\n" + ehlo_basic +
+                        "250 2.1.0 ok\r\n250 2.1.5 ok\r\n450 4.2.0 busy\r\n550 5.1.1 unknown\r\n"
+                        "354 go\r\n250 2.0.0 queued as X\r\n221 bye\r\n"});
+    CHECK(res.sent ==
+          "EHLO client.example\r\nMAIL FROM:<sender@example.org> SIZE=100\r\n"
+          "RCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n<content 7>QUIT\r\n");
     REQUIRE(res.finished);
     CHECK_FALSE(res.failure);
     auto& r = res.results.at(7);
@@ -216,25 +223,28 @@ TEST_CASE("one message without PIPELINING, per-recipient results", "[client_sess
     CHECK(r.recipients[2].why.enhanced == "5.1.1");
 }
 
-TEST_CASE("PIPELINING: one batch per message, next envelope behind the final dot", "[client_session]")
+TEST_CASE("PIPELINING: one batch per message, next envelope behind the final dot",
+          "[client_session]")
 {
     auto res = run_all_splits(plain_options(), {msg(1, {"a@x", "b@x"}), msg(2, {"c@x"}, 200, true)},
                               {"220 mx ESMTP\r\n" + ehlo_pipelining +
                                "250 2.1.0\r\n250 2.1.5\r\n250 2.1.5\r\n354 go\r\n"
                                "250 2.0.0 one\r\n250 2.1.0\r\n250 2.1.5\r\n354 go\r\n"
                                "250 2.0.0 two\r\n221 2.0.0 bye\r\n"});
-    CHECK(res.sent == "EHLO client.example\r\n"
-                      "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
-                      "<content 1>"
-                      "MAIL FROM:<sender@example.org> SIZE=200 BODY=8BITMIME\r\nRCPT TO:<c@x>\r\nDATA\r\n"
-                      "<content 2>QUIT\r\n");
+    CHECK(res.sent ==
+          "EHLO client.example\r\n"
+          "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n"
+          "<content 1>"
+          "MAIL FROM:<sender@example.org> SIZE=200 BODY=8BITMIME\r\nRCPT TO:<c@x>\r\nDATA\r\n"
+          "<content 2>QUIT\r\n");
     CHECK(res.result_order == std::vector<std::uint64_t>{1, 2});
     CHECK(res.results.at(1).recipients[1].status == delivery_status::delivered);
     CHECK(res.results.at(2).recipients[0].why.lines[0] == "two");
     CHECK_FALSE(res.failure);
 }
 
-TEST_CASE("PIPELINING: the next message goes out before the previous dot's reply", "[client_session]")
+TEST_CASE("PIPELINING: the next message goes out before the previous dot's reply",
+          "[client_session]")
 {
     driver d(plain_options(), {msg(1, {"a@x"}), msg(2, {"b@x"})});
     d.feed("220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n");
@@ -250,11 +260,12 @@ TEST_CASE("PIPELINING: the next message goes out before the previous dot's reply
 
 TEST_CASE("PIPELINING: rejected MAIL or all RCPTs, RSET before the next one", "[client_session]")
 {
-    auto res = run_all_splits(plain_options(), {msg(1, {"a@x"}), msg(2, {"b@x"}), msg(3, {"c@x"})},
-                              {"220 mx\r\n" + ehlo_pipelining +
-                               "550 5.7.1 sender refused\r\n503 5.5.1 no mail\r\n503 5.5.1 no rcpt\r\n"
-                               "250 ok\r\n550 5.1.1 nobody\r\n554 5.5.1 no valid recipients\r\n"
-                               "250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 ok\r\n221 bye\r\n"});
+    auto res =
+        run_all_splits(plain_options(), {msg(1, {"a@x"}), msg(2, {"b@x"}), msg(3, {"c@x"})},
+                       {"220 mx\r\n" + ehlo_pipelining +
+                        "550 5.7.1 sender refused\r\n503 5.5.1 no mail\r\n503 5.5.1 no rcpt\r\n"
+                        "250 ok\r\n550 5.1.1 nobody\r\n554 5.5.1 no valid recipients\r\n"
+                        "250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 ok\r\n221 bye\r\n"});
     CHECK(res.results.at(1).recipients[0].status == delivery_status::failed);
     CHECK(res.results.at(1).recipients[0].why.code == 550);
     CHECK(res.results.at(2).recipients[0].why.enhanced == "5.1.1");
@@ -264,7 +275,8 @@ TEST_CASE("PIPELINING: rejected MAIL or all RCPTs, RSET before the next one", "[
           std::string::npos);
 }
 
-TEST_CASE("DATA accepted with no recipient: a lone dot keeps the session in step", "[client_session]")
+TEST_CASE("DATA accepted with no recipient: a lone dot keeps the session in step",
+          "[client_session]")
 {
     auto res = run_all_splits(plain_options(), {msg(1, {"a@x"})},
                               {"220 mx\r\n" + ehlo_pipelining +
@@ -276,10 +288,11 @@ TEST_CASE("DATA accepted with no recipient: a lone dot keeps the session in step
 
 TEST_CASE("5xx and 4xx after the final dot", "[client_session]")
 {
-    auto res = run_all_splits(plain_options(), {msg(1, {"a@x", "b@x"}), msg(2, {"c@x"})},
-                              {"220 mx\r\n" + ehlo_pipelining +
-                               "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n554 5.6.0 content rejected\r\n"
-                               "250 ok\r\n250 ok\r\n354 go\r\n452 4.3.1 full\r\n221 bye\r\n"});
+    auto res =
+        run_all_splits(plain_options(), {msg(1, {"a@x", "b@x"}), msg(2, {"c@x"})},
+                       {"220 mx\r\n" + ehlo_pipelining +
+                        "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n554 5.6.0 content rejected\r\n"
+                        "250 ok\r\n250 ok\r\n354 go\r\n452 4.3.1 full\r\n221 bye\r\n"});
     for (auto& r : res.results.at(1).recipients) {
         CHECK(r.status == delivery_status::failed);
         CHECK(r.why.code == 554);
@@ -292,8 +305,9 @@ TEST_CASE("DATA answered with anything but 354 never counts as delivered", "[cli
 {
     // A server out of step (or lying) that says 250 to DATA has not received the content:
     // taking it as delivered would remove a message that was never sent.
-    auto res = run_all_splits(plain_options(), {msg(1, {"a@x"})},
-                              {"220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n250 ok\r\n221 bye\r\n"});
+    auto res = run_all_splits(
+        plain_options(), {msg(1, {"a@x"})},
+        {"220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n250 ok\r\n221 bye\r\n"});
     REQUIRE(res.results.count(1) == 1);
     CHECK(res.results.at(1).recipients[0].status == delivery_status::deferred);
 }
@@ -313,7 +327,8 @@ TEST_CASE("connection lost after the final dot: deferred (at-least-once)", "[cli
     CHECK(d.result.results.at(2).recipients[0].status == delivery_status::deferred);
 }
 
-TEST_CASE("lost with a pipelined batch in flight: refusals already read stay final", "[client_session]")
+TEST_CASE("lost with a pipelined batch in flight: refusals already read stay final",
+          "[client_session]")
 {
     driver d(plain_options(), {msg(1, {"a@x", "b@x"})});
     d.feed("220 mx\r\n" + ehlo_pipelining + "250 ok\r\n550 5.1.1 gone\r\n");
@@ -325,10 +340,12 @@ TEST_CASE("lost with a pipelined batch in flight: refusals already read stay fin
 
 TEST_CASE("EHLO refused: HELO fallback, no extensions used", "[client_session]")
 {
-    auto res = run_all_splits(plain_options(), {msg(1, {"a@x"}, 100, true)},
-                              {"220 old\r\n500 what\r\n250 old\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
-    CHECK(res.sent == "EHLO client.example\r\nHELO client.example\r\nMAIL FROM:<sender@example.org>\r\n"
-                      "RCPT TO:<a@x>\r\nDATA\r\n<content 1>QUIT\r\n");
+    auto res = run_all_splits(
+        plain_options(), {msg(1, {"a@x"}, 100, true)},
+        {"220 old\r\n500 what\r\n250 old\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
+    CHECK(res.sent ==
+          "EHLO client.example\r\nHELO client.example\r\nMAIL FROM:<sender@example.org>\r\n"
+          "RCPT TO:<a@x>\r\nDATA\r\n<content 1>QUIT\r\n");
     CHECK(res.results.at(1).recipients[0].status == delivery_status::delivered);
 }
 
@@ -349,9 +366,9 @@ TEST_CASE("greeting refused, 421 mid-session", "[client_session]")
 
 TEST_CASE("SIZE limit: an oversized message fails without being sent", "[client_session]")
 {
-    auto res = run_all_splits(plain_options(), {msg(1, {"a@x"}, 2000000), msg(2, {"b@x"})},
-                              {"220 mx\r\n" + ehlo_pipelining +
-                               "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
+    auto res = run_all_splits(
+        plain_options(), {msg(1, {"a@x"}, 2000000), msg(2, {"b@x"})},
+        {"220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
     CHECK(res.results.at(1).recipients[0].status == delivery_status::failed);
     CHECK(res.results.at(1).recipients[0].why.code == 552);
     CHECK_FALSE(res.results.at(1).attempted);
@@ -362,7 +379,8 @@ TEST_CASE("SIZE limit: an oversized message fails without being sent", "[client_
 TEST_CASE("8-bit content without 8BITMIME offered: no BODY parameter", "[client_session]")
 {
     auto res = run(plain_options(), {msg(1, {"a@x"}, 10, true)},
-                   {"220 mx\r\n250-mx\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
+                   {"220 mx\r\n250-mx\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n354 go\r\n250 "
+                    "ok\r\n221 bye\r\n"});
     CHECK(res.sent.find("MAIL FROM:<sender@example.org>\r\n") != std::string::npos);
     CHECK(res.sent.find("BODY=") == std::string::npos);
 }
@@ -385,10 +403,12 @@ TEST_CASE("STARTTLS: required, re-EHLO after the handshake", "[client_session]")
 {
     auto options = plain_options();
     options.tls = client_tls::starttls;
-    auto res = run_all_splits(options, {msg(1, {"a@x"})},
-                              {"220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 PIPELINING\r\n220 2.0.0 go ahead\r\n",
-                               ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
-    CHECK(res.sent.starts_with("EHLO client.example\r\nSTARTTLS\r\n<tls>EHLO client.example\r\nMAIL"));
+    auto res = run_all_splits(
+        options, {msg(1, {"a@x"})},
+        {"220 mx\r\n250-mx\r\n250-STARTTLS\r\n250 PIPELINING\r\n220 2.0.0 go ahead\r\n",
+         ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
+    CHECK(res.sent.starts_with(
+        "EHLO client.example\r\nSTARTTLS\r\n<tls>EHLO client.example\r\nMAIL"));
     CHECK(res.tls_handshakes == 1);
     CHECK(res.results.at(1).recipients[0].status == delivery_status::delivered);
 }
@@ -460,9 +480,10 @@ TEST_CASE("AUTH CRAM-MD5 with the injected HMAC", "[client_session]")
     // Plaintext prefers CRAM-MD5; under TLS PLAIN comes first.
     options.tls = client_tls::none;
     options.auth_over_plaintext = true;
-    auto res = run(options, {},
-                   {"220 mx\r\n250-mx\r\n250 AUTH PLAIN CRAM-MD5\r\n"
-                    "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n235 ok\r\n221 bye\r\n"});
+    auto res = run(
+        options, {},
+        {"220 mx\r\n250-mx\r\n250 AUTH PLAIN CRAM-MD5\r\n"
+         "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n235 ok\r\n221 bye\r\n"});
     CHECK(seen_key == "tanstaaftanstaaf");
     CHECK(seen_challenge == "<1896.697170952@postoffice.reston.mci.net>");
     // base64("tim 0102ab")
@@ -479,7 +500,8 @@ TEST_CASE("AUTH refused over plaintext unless configured", "[client_session]")
     CHECK(res.sent.find("AUTH") == std::string::npos);
 
     options.auth_over_plaintext = true;
-    auto allowed = run(options, {}, {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n235 ok\r\n221 bye\r\n"});
+    auto allowed =
+        run(options, {}, {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n235 ok\r\n221 bye\r\n"});
     CHECK_FALSE(allowed.failure);
     CHECK(allowed.sent.find("AUTH PLAIN") != std::string::npos);
 }
@@ -489,8 +511,9 @@ TEST_CASE("AUTH failure fails the connection, messages untouched", "[client_sess
     auto options = plain_options();
     options.tls = client_tls::implicit;
     options.auth = client_credentials{"user", "wrong"};
-    auto res = run_all_splits(options, {msg(1, {"a@x"})},
-                              {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n535 5.7.8 bad credentials\r\n"});
+    auto res =
+        run_all_splits(options, {msg(1, {"a@x"})},
+                       {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n535 5.7.8 bad credentials\r\n"});
     REQUIRE(res.failure);
     CHECK(res.failure->code == 535);
     CHECK(res.results.empty());

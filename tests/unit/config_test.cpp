@@ -86,7 +86,9 @@ TEST_CASE("defaults are safe: loopback only, port 25, TLS verified")
 TEST_CASE("the command line wins over the file, key for key")
 {
     config_file file("max-recipients = 7\nlisten = 127.0.0.1:2525\n");
-    const config c = parse({"--config", file.path, "--max-recipients", "9", "--listen", "127.0.0.2:26"}).settings;
+    const config c =
+        parse({"--config", file.path, "--max-recipients", "9", "--listen", "127.0.0.2:26"})
+            .settings;
     CHECK(c.receiver.max_recipients == 9);
     CHECK(c.receiver.listen == std::vector<std::string>{"127.0.0.2:26"});
 }
@@ -153,5 +155,6 @@ TEST_CASE("bad command-line flags are usage errors, bad values on it are config 
 {
     config_file file("");
     CHECK_THROWS_AS(parse({"--config", file.path, "--no-such-flag"}), po::error);
-    CHECK_THROWS_WITH(parse({"--config", file.path, "--max-recipients", "x"}), Catch::Contains("command line"));
+    CHECK_THROWS_WITH(parse({"--config", file.path, "--max-recipients", "x"}),
+                      Catch::Contains("command line"));
 }

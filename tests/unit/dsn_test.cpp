@@ -77,15 +77,17 @@ TEST_CASE("DSN: multipart/report naming each failed recipient", "[dsn]")
     std::string m = make_dsn(r);
     CHECK(m.find("To: <alice@example.org>\r\n") != std::string::npos);
     CHECK(m.find("Auto-Submitted: auto-replied\r\n") != std::string::npos);
-    CHECK(m.find("Content-Type: multipart/report; report-type=delivery-status;") != std::string::npos);
+    CHECK(m.find("Content-Type: multipart/report; report-type=delivery-status;") !=
+          std::string::npos);
     CHECK(m.find("Reporting-MTA: dns; client.example\r\n") != std::string::npos);
     CHECK(m.find("Arrival-Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n") != std::string::npos);
     CHECK(m.find("Final-Recipient: rfc822; gone@x\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-                 "Remote-MTA: dns; smtp.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n") !=
-          std::string::npos);
+                 "Remote-MTA: dns; smtp.example.net\r\nDiagnostic-Code: smtp; 550 5.1.1 no such "
+                 "user\r\n") != std::string::npos);
     CHECK(m.find("Final-Recipient: rfc822; old@x\r\nAction: failed\r\nStatus: 4.4.7\r\n"
                  "Diagnostic-Code: X-leafmail; delivery time expired\r\n") != std::string::npos);
-    CHECK(m.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n") != std::string::npos);
+    CHECK(m.find("Content-Type: text/rfc822-headers\r\n\r\nSubject: hello\r\n") !=
+          std::string::npos);
     std::string boundary = "=_leafmail_0005f0e1a2b3c4d5-00001234-0001_1700000100";
     CHECK(m.ends_with("--" + boundary + "--\r\n"));
     // Every line ends in CRLF and stays below the RFC 5322 limit.
@@ -109,9 +111,10 @@ TEST_CASE("apply_result: 2xx delivered, 4xx pending with the reply, 5xx failed",
     CHECK(sent == std::vector<std::size_t>{0, 1, 2});
 
     smtp::message_result result{9, true, {}};
-    result.recipients = {{"ok@x", smtp::delivery_status::delivered, {250, "2.0.0", {"ok"}}},
-                         {"later@x", smtp::delivery_status::deferred, {450, "4.2.0", {"busy"}}},
-                         {"gone@x", smtp::delivery_status::failed, {550, "5.1.1", {"no such user"}}}};
+    result.recipients = {
+        {"ok@x", smtp::delivery_status::delivered, {250, "2.0.0", {"ok"}}},
+        {"later@x", smtp::delivery_status::deferred, {450, "4.2.0", {"busy"}}},
+        {"gone@x", smtp::delivery_status::failed, {550, "5.1.1", {"no such user"}}}};
     auto failed = apply_result(env, sent, result, 1700000500);
     REQUIRE(failed.size() == 1);
     CHECK(failed[0].address == "gone@x");

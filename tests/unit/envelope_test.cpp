@@ -16,7 +16,8 @@ envelope sample_envelope()
     env.helo_name = "client.example";
     env.reverse_path = "alice@example.org";
     env.recipients = {{"bob@example.net", recipient_state::pending, 0, 0, ""},
-                      {"carol \"x\"@example.net", recipient_state::failed, 2, 1795000100, "550 5.1.1 no such user\nsecond"}};
+                      {"carol \"x\"@example.net", recipient_state::failed, 2, 1795000100,
+                       "550 5.1.1 no such user\nsecond"}};
     env.content_size = 1234;
     env.body_8bit = 1;
     return env;

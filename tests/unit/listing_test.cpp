@@ -174,7 +174,8 @@ TEST_CASE("times, ages and area names")
     CHECK(format_age(2 * 3600 + 5 * 60) == "2h 5m");
     CHECK(format_age(3 * 86400 + 4 * 3600) == "3d 4h");
     CHECK(format_age(-5) == "0s");
-    CHECK(leafmail::spool::queue_id_time("000660dd88d47910-000047e7-0000") == 0x000660dd88d47910 / 1000000);
+    CHECK(leafmail::spool::queue_id_time("000660dd88d47910-000047e7-0000") ==
+          0x000660dd88d47910 / 1000000);
     CHECK(area_from_label("held") == spool::area::hold);
     CHECK(area_from_label("hold") == spool::area::hold);
     CHECK_FALSE(area_from_label("nowhere"));

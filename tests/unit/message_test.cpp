@@ -39,7 +39,7 @@ split_result split(std::string_view text, std::size_t piece = 0)
 
 } // namespace
 
-TEST_CASE("LF and CRLF input both become CRLF lines; a last line without an end gets one")
+TEST_CASE("LF and CRLF input both become CRLF lines and a last line without an end gets one")
 {
     CHECK(normalize("a\nb\r\nc", false) == "a\r\nb\r\nc\r\n");
     CHECK(normalize("", false).empty());
@@ -51,7 +51,7 @@ TEST_CASE("LF and CRLF input both become CRLF lines; a last line without an end 
     CHECK(normalize("8bit \xc3\xa9\n", false) == "8bit \xc3\xa9\r\n");
 }
 
-TEST_CASE("a lone dot ends the input unless -i; other dotted lines pass unchanged")
+TEST_CASE("a lone dot ends the input unless -i and other dotted lines pass unchanged")
 {
     bool ended = false;
     CHECK(normalize("one\n.\ntwo\n", false, &ended) == "one\r\n");
@@ -102,7 +102,7 @@ TEST_CASE("a very long line is passed on in pieces and still gets its CRLF")
     CHECK(n.ended());
 }
 
-TEST_CASE("the header ends at the empty line; folded fields keep their continuation lines")
+TEST_CASE("the header ends at the empty line and folded fields keep their continuation lines")
 {
     const std::string text = "To: a@b,\r\n\tc@d\r\nSubject: hi\r\n\r\nbody\r\nX: not a header\r\n";
     for (std::size_t piece : {0, 1, 2, 3, 7}) {

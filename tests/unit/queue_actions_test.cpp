@@ -70,7 +70,7 @@ TEST_CASE("requeue puts a failed entry back with failed recipients pending and a
     CHECK(s.list(spool::area::failed).empty());
 }
 
-TEST_CASE("delete removes an entry from any area; unknown and bad ids are errors")
+TEST_CASE("delete removes an entry from any area, and unknown and bad ids are errors")
 {
     test::temp_dir dir;
     spool::spool s(dir.path() / "spool");

@@ -16,7 +16,8 @@ namespace {
 
 fs::path write_file(const std::string& name, const std::string& content, fs::perms mode)
 {
-    fs::path dir = fs::temp_directory_path() / ("leafmail-credentials-" + std::to_string(::getpid()));
+    fs::path dir =
+        fs::temp_directory_path() / ("leafmail-credentials-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     fs::path file = dir / name;
     std::ofstream(file) << content;
@@ -67,5 +68,6 @@ TEST_CASE("HMAC-MD5 for CRAM-MD5: RFC 2195 and RFC 2104 vectors", "[relay]")
     CHECK(hex(net::hmac_md5("tanstaaftanstaaf", "<1896.697170952@postoffice.reston.mci.net>")) ==
           "b913a602c7eda7a495b4e6e7334d3890");
     // RFC 2104 test vector 2.
-    CHECK(hex(net::hmac_md5("Jefe", "what do ya want for nothing?")) == "750c783e6ab0b503eaa86e310a5db738");
+    CHECK(hex(net::hmac_md5("Jefe", "what do ya want for nothing?")) ==
+          "750c783e6ab0b503eaa86e310a5db738");
 }

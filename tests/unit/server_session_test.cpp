@@ -326,7 +326,7 @@ TEST_CASE("unknown and unimplemented verbs", "[smtp][session]")
           events{"502 5.5.1", "502 5.5.1", "502 5.5.1", "502 5.5.1", "502 5.5.1", "502 5.5.1"});
 }
 
-TEST_CASE("QUIT replies 221 and closes; later input is ignored", "[smtp][session]")
+TEST_CASE("QUIT replies 221 and closes and later input is ignored", "[smtp][session]")
 {
     harness h{options_with()};
     h.feed("QUIT\r\nHELO after.quit\r\n");

@@ -75,10 +75,13 @@ TEST_CASE("format v1: a state file overrides the envelope in the entry")
     CHECK(env->reverse_path.empty());
     CHECK(env->is_bounce == 1);
     REQUIRE(env->recipients.size() == 3);
-    CHECK(env->recipients[0] == recipient{"dave@example.com", recipient_state::delivered, 1, 1795356000, "250 2.0.0 Ok: queued"});
+    CHECK(env->recipients[0] == recipient{"dave@example.com", recipient_state::delivered, 1,
+                                          1795356000, "250 2.0.0 Ok: queued"});
     CHECK(env->recipients[1].state == recipient_state::failed);
-    CHECK(env->recipients[1].last_reply == "550 5.1.1 <erin@example.com>: Recipient address rejected");
-    CHECK(env->recipients[2] == recipient{"frank@example.com", recipient_state::pending, 2, 1795356060,
+    CHECK(env->recipients[1].last_reply ==
+          "550 5.1.1 <erin@example.com>: Recipient address rejected");
+    CHECK(env->recipients[2] == recipient{"frank@example.com", recipient_state::pending, 2,
+                                          1795356060,
                                           "451 4.3.0 Temporary failure, \"try again\""});
     CHECK(env->has_pending());
 }
@@ -89,7 +92,8 @@ TEST_CASE("format v1: freezing the thawed envelope writes the golden bytes again
     const std::string entry = file_bytes(golden_v1 / fresh_smtp_entry);
     const auto env = g.s.load(area::queue, fresh_smtp_entry);
     REQUIRE(env);
-    const std::string archive = entry.substr(env->content_size, entry.size() - 32 - env->content_size);
+    const std::string archive =
+        entry.substr(env->content_size, entry.size() - 32 - env->content_size);
     CHECK(freeze(*env) == archive);
     CHECK(entry.substr(entry.size() - 32) == "\nLEAFMAIL1 00000000000000000305\n");
     const auto with_state = g.s.load(area::queue, bounce_with_state);

@@ -5,11 +5,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <sys/file.h>
-#include <fcntl.h>
 #include <thread>
 #include <unistd.h>
 
@@ -30,7 +30,8 @@ envelope envelope_for(std::vector<std::string> rcpts)
     return env;
 }
 
-std::string commit_message(spool& s, std::string_view content, std::vector<std::string> rcpts = {"bob@example.net"})
+std::string commit_message(spool& s, std::string_view content,
+                           std::vector<std::string> rcpts = {"bob@example.net"})
 {
     entry_writer writer = s.create_entry();
     writer.write(content);
@@ -63,7 +64,8 @@ void write_file(const fs::path& p, std::string_view bytes)
 
 std::size_t count_files(const fs::path& dir)
 {
-    return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+    return static_cast<std::size_t>(
+        std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
 }
 
 } // namespace
@@ -94,7 +96,8 @@ TEST_CASE("large content is streamed through the writer and reader intact")
     entry_writer writer = s.create_entry();
     std::string expected;
     for (int i = 0; i < 3000; ++i) {
-        std::string line = "line " + std::to_string(i) + std::string(static_cast<std::size_t>(i % 200), 'x') + "\r\n";
+        std::string line = "line " + std::to_string(i) +
+                           std::string(static_cast<std::size_t>(i % 200), 'x') + "\r\n";
         writer.write(line);
         expected += line;
     }
@@ -271,7 +274,8 @@ TEST_CASE("concurrent commits from many threads all land, each once")
     for (std::size_t t = 0; t < ids.size(); ++t)
         threads.emplace_back([&, t] {
             for (int i = 0; i < 25; ++i)
-                ids[t].push_back(commit_message(s, "message " + std::to_string(t) + "/" + std::to_string(i) + "\r\n"));
+                ids[t].push_back(commit_message(s, "message " + std::to_string(t) + "/" +
+                                                       std::to_string(i) + "\r\n"));
         });
     for (auto& th : threads)
         th.join();

@@ -103,7 +103,7 @@ TEST_CASE("-t takes To, Cc and Bcc, removes Bcc, and adds argument recipients")
     CHECK(text.find("To: A <a@x.org>, b@x.org\r\n") != std::string::npos);
 }
 
-TEST_CASE("existing Date, Message-ID and From are kept; -f and -F set sender and name")
+TEST_CASE("existing Date, Message-ID and From are kept and -f and -F set sender and name")
 {
     fixture f;
     auto r = f.submit(

@@ -11,7 +11,8 @@ public:
     temp_dir()
     {
         std::random_device random;
-        path_ = std::filesystem::temp_directory_path() / ("leafmail-test-" + std::to_string(random()));
+        path_ =
+            std::filesystem::temp_directory_path() / ("leafmail-test-" + std::to_string(random()));
         std::filesystem::create_directories(path_);
     }
     ~temp_dir()

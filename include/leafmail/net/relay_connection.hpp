@@ -45,7 +45,7 @@ struct relay_endpoint {
 [[nodiscard]] relay_endpoint endpoint_from(const relay_settings& settings, bool verbose);
 
 struct relay_connection_result {
-    bool connected = false;          // TCP (and implicit TLS) came up
+    bool connected = false; // TCP (and implicit TLS) came up
     std::size_t messages_finished = 0;
     std::size_t messages_attempted = 0; // with MAIL sent
     std::optional<smtp::reply> failure; // why the connection failed; none after a clean QUIT

@@ -51,9 +51,9 @@ private:
     asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor);
     asio::awaitable<void> sweep_idle_sessions();
     template <class Stream>
-    asio::awaitable<void> run_session(Stream stream, std::string peer_address, std::uint64_t session_number);
-    template <class Stream>
-    asio::awaitable<void> refuse(Stream& stream, std::string reply_wire);
+    asio::awaitable<void> run_session(Stream stream, std::string peer_address,
+                                      std::uint64_t session_number);
+    template <class Stream> asio::awaitable<void> refuse(Stream& stream, std::string reply_wire);
     void stop_if_done();
 
     asio::io_context& io_;

@@ -20,11 +20,13 @@ namespace leafmail::relay {
 /// Applies an attempt's results (recipients in the order of outgoing_for()). 2xx delivered,
 /// 5xx failed, anything else stays pending; attempts and the last reply are recorded for
 /// every recipient the attempt reached. Returns the recipients that failed now.
-std::vector<failed_recipient> apply_result(spool::envelope& env, const std::vector<std::size_t>& sent_indexes,
+std::vector<failed_recipient> apply_result(spool::envelope& env,
+                                           const std::vector<std::size_t>& sent_indexes,
                                            const smtp::message_result& result, std::int64_t now);
 
 /// True when the entry has waited longer than max_age since it was queued.
-[[nodiscard]] bool is_expired(const spool::envelope& env, std::int64_t now, std::chrono::seconds max_age);
+[[nodiscard]] bool is_expired(const spool::envelope& env, std::int64_t now,
+                              std::chrono::seconds max_age);
 
 /// Fails every pending recipient of an expired entry (RFC 3463 4.4.7, delivery time
 /// expired) keeping the last reply as the diagnostic. Returns them.

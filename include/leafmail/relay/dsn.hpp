@@ -13,17 +13,17 @@ namespace leafmail::relay {
 
 struct failed_recipient {
     std::string address;
-    std::string status;      // RFC 3463 code for the Status: field, e.g. "5.1.1"
-    std::string diagnostic;  // the smarthost's reply as one line ("550 5.1.1 ..."), may be empty
+    std::string status;         // RFC 3463 code for the Status: field, e.g. "5.1.1"
+    std::string diagnostic;     // the smarthost's reply as one line ("550 5.1.1 ..."), may be empty
     bool from_smarthost = true; // false when we decided it (expiry, size over the limit)
 };
 
 struct dsn_request {
-    std::string reporting_host;  // our host name (Reporting-MTA)
-    std::string remote_host;     // the smarthost (Remote-MTA), empty if never reached
-    std::string queue_id;        // the failed entry
-    std::string message_id;      // for the notification's own Message-ID, unique
-    std::string sender;          // the original reverse-path: the notification goes there
+    std::string reporting_host;    // our host name (Reporting-MTA)
+    std::string remote_host;       // the smarthost (Remote-MTA), empty if never reached
+    std::string queue_id;          // the failed entry
+    std::string message_id;        // for the notification's own Message-ID, unique
+    std::string sender;            // the original reverse-path: the notification goes there
     std::int64_t arrival_date = 0; // Unix seconds the original was queued
     std::int64_t now = 0;
     std::vector<failed_recipient> recipients;

@@ -14,19 +14,19 @@
 namespace leafmail::relay {
 
 struct flush_options {
-    bool dry_run = false;                        // list what would be sent, change nothing
+    bool dry_run = false; // list what would be sent, change nothing
     std::chrono::milliseconds lock_timeout{std::chrono::minutes(5)};
-    bool verbose = false;                        // log the SMTP dialogue, secrets masked
-    std::function<std::int64_t()> now;           // Unix seconds; default the system clock
+    bool verbose = false;              // log the SMTP dialogue, secrets masked
+    std::function<std::int64_t()> now; // Unix seconds; default the system clock
 };
 
 struct flush_summary {
-    std::size_t sent = 0;      // entries whose every recipient is now delivered
-    std::size_t deferred = 0;  // entries still pending in queue/ afterwards (tried or not)
-    std::size_t failed = 0;    // entries moved to failed/ (each with a bounce when allowed)
-    std::size_t bounces = 0;   // notifications created
+    std::size_t sent = 0;     // entries whose every recipient is now delivered
+    std::size_t deferred = 0; // entries still pending in queue/ afterwards (tried or not)
+    std::size_t failed = 0;   // entries moved to failed/ (each with a bounce when allowed)
+    std::size_t bounces = 0;  // notifications created
     double seconds = 0;
-    bool lock_busy = false;    // another flush held the lock beyond lock_timeout
+    bool lock_busy = false; // another flush held the lock beyond lock_timeout
     bool smarthost_unreachable = false;
 };
 

@@ -31,15 +31,16 @@ struct client_credentials {
 
 /// HMAC-MD5(key, message) as 16 raw octets (RFC 2104). Injected so that the core needs no
 /// crypto library; empty means CRAM-MD5 is never chosen.
-using hmac_md5_function = std::function<std::string(std::string_view key, std::string_view message)>;
+using hmac_md5_function =
+    std::function<std::string(std::string_view key, std::string_view message)>;
 
 struct client_options {
-    std::string helo = "localhost";        // our name in EHLO/HELO
+    std::string helo = "localhost"; // our name in EHLO/HELO
     client_tls tls = client_tls::starttls;
     std::optional<client_credentials> auth; // no value: no AUTH
-    bool auth_over_plaintext = false;      // RFC 4954 section 4 risk accepted explicitly
+    bool auth_over_plaintext = false;       // RFC 4954 section 4 risk accepted explicitly
     hmac_md5_function hmac_md5;
-    std::size_t max_messages = 1000;       // transactions per connection, then QUIT
+    std::size_t max_messages = 1000; // transactions per connection, then QUIT
 };
 
 /// What the server's EHLO reply offered (RFC 5321 section 4.1.1.1; keywords case-insensitive).
@@ -61,11 +62,11 @@ struct server_capabilities {
 
 /// One message to relay, holding only the recipients still pending.
 struct outgoing_message {
-    std::uint64_t tag = 0;          // the caller's handle, echoed in the result
-    std::string reverse_path;       // without angle brackets; empty is the null path <>
+    std::uint64_t tag = 0;    // the caller's handle, echoed in the result
+    std::string reverse_path; // without angle brackets; empty is the null path <>
     std::vector<std::string> recipients;
-    std::uint64_t size = 0;         // content octets (SIZE=, RFC 1870 section 6)
-    bool has_8bit = false;          // BODY=8BITMIME when offered (RFC 6152 section 3)
+    std::uint64_t size = 0; // content octets (SIZE=, RFC 1870 section 6)
+    bool has_8bit = false;  // BODY=8BITMIME when offered (RFC 6152 section 3)
 };
 
 enum class delivery_status { delivered, deferred, failed };
@@ -78,7 +79,7 @@ struct recipient_result {
 
 struct message_result {
     std::uint64_t tag = 0;
-    bool attempted = false;                 // MAIL was sent for it on this connection
+    bool attempted = false;                   // MAIL was sent for it on this connection
     std::vector<recipient_result> recipients; // same order as outgoing_message::recipients
 };
 
@@ -91,17 +92,18 @@ struct send_command {
 };
 struct start_tls {};          // handshake now, then call tls_established()
 struct request_message {};    // call message() or no_more_messages()
-struct send_message_content { // stream the message's content through a dot_stuffer, end marker included
+struct send_message_content { // stream the message's content through a dot_stuffer, end marker
+                              // included
     std::uint64_t tag = 0;
 };
-struct message_finished {     // record it durably before sending later content
+struct message_finished { // record it durably before sending later content
     message_result result;
 };
-struct connection_finished {  // close the socket; failure set when the connection failed
+struct connection_finished { // close the socket; failure set when the connection failed
     std::optional<reply> failure;
 };
-using client_effect = std::variant<send_command, start_tls, request_message,
-                                   send_message_content, message_finished, connection_finished>;
+using client_effect = std::variant<send_command, start_tls, request_message, send_message_content,
+                                   message_finished, connection_finished>;
 
 /// Which timeout applies while waiting for the next reply (RFC 5321 section 4.5.3.2).
 enum class wait_kind { nothing, greeting, command, final_dot };
@@ -131,7 +133,18 @@ public:
 private:
     enum class phase { greeting, hello, starttls, auth, ready, quitting, finished };
     enum class command_kind {
-        greeting, ehlo, helo, starttls, auth, rset, mail, rcpt, data, final_dot, lone_dot, quit
+        greeting,
+        ehlo,
+        helo,
+        starttls,
+        auth,
+        rset,
+        mail,
+        rcpt,
+        data,
+        final_dot,
+        lone_dot,
+        quit
     };
     enum class auth_step { none, plain, login_user, login_password, cram_md5 };
     struct expectation {
@@ -168,8 +181,8 @@ private:
     void advance(std::vector<client_effect>& out);
     void quit(std::vector<client_effect>& out);
     void fail(reply why, std::vector<client_effect>& out);
-    void send(std::string wire, std::string shown, command_kind kind, std::vector<client_effect>& out,
-              std::size_t index = 0);
+    void send(std::string wire, std::string shown, command_kind kind,
+              std::vector<client_effect>& out, std::size_t index = 0);
 
     client_options options_;
     reply_parser parser_;
@@ -177,10 +190,10 @@ private:
     bool tls_active_ = false;
     server_capabilities capabilities_;
     auth_step auth_step_ = auth_step::none;
-    std::deque<expectation> expected_;   // replies owed by the server, in order (RFC 2920 3.1)
-    std::deque<transaction> in_flight_;  // at most two: one awaiting its final dot, one behind
-    bool need_rset_ = false;             // a transaction was left open without its final dot
-    bool message_requested_ = false;     // request_message emitted, answer not yet given
+    std::deque<expectation> expected_;  // replies owed by the server, in order (RFC 2920 3.1)
+    std::deque<transaction> in_flight_; // at most two: one awaiting its final dot, one behind
+    bool need_rset_ = false;            // a transaction was left open without its final dot
+    bool message_requested_ = false;    // request_message emitted, answer not yet given
     bool no_more_ = false;
     std::size_t messages_started_ = 0;
 };

@@ -37,7 +37,7 @@ public:
 
 private:
     std::string buffer_;
-    std::size_t position_ = 0;    // start of the first unconsumed line
+    std::size_t position_ = 0;     // start of the first unconsumed line
     std::optional<reply> partial_; // lines of a multi-line reply read so far
     std::string error_;
 };

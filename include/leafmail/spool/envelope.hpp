@@ -14,22 +14,22 @@ enum class recipient_state : std::int32_t { pending = 0, delivered = 1, failed =
 [[nodiscard]] std::string_view to_string(recipient_state state);
 
 struct recipient {
-    std::string address;                            // without angle brackets
+    std::string address; // without angle brackets
     recipient_state state = recipient_state::pending;
-    std::uint32_t attempts = 0;                     // relay attempts that reached this recipient
-    std::int64_t last_attempt_at = 0;               // Unix seconds, 0 = never tried
-    std::string last_reply;                         // smarthost's last reply, one line
+    std::uint32_t attempts = 0;       // relay attempts that reached this recipient
+    std::int64_t last_attempt_at = 0; // Unix seconds, 0 = never tried
+    std::string last_reply;           // smarthost's last reply, one line
 
     friend bool operator==(const recipient&, const recipient&) = default;
 };
 
 struct envelope {
-    std::string id;                 // queue id, also the entry's file name
-    std::int64_t queued_at = 0;     // Unix seconds (UTC) when the entry was committed
-    std::string origin;             // "smtp" (leafmaild) or "sendmail" (leafmail-sendmail)
-    std::string client_address;     // peer address for smtp; "uid=N" for sendmail
-    std::string helo_name;          // client's HELO/EHLO argument; empty for sendmail
-    std::string reverse_path;       // without angle brackets; empty is the null path <>
+    std::string id;             // queue id, also the entry's file name
+    std::int64_t queued_at = 0; // Unix seconds (UTC) when the entry was committed
+    std::string origin;         // "smtp" (leafmaild) or "sendmail" (leafmail-sendmail)
+    std::string client_address; // peer address for smtp; "uid=N" for sendmail
+    std::string helo_name;      // client's HELO/EHLO argument; empty for sendmail
+    std::string reverse_path;   // without angle brackets; empty is the null path <>
     std::vector<recipient> recipients;
     std::uint64_t content_size = 0; // octets of content, our Received: header included
     std::int32_t body_8bit = 0;     // 1 when the content holds octets above 127

@@ -103,7 +103,7 @@ private:
 struct recovery_report {
     std::size_t removed_temporaries = 0; // interrupted writes found in tmp/
     std::size_t removed_orphan_states = 0;
-    std::size_t reunited_states = 0;     // state files moved after their entry
+    std::size_t reunited_states = 0; // state files moved after their entry
 };
 
 class spool {

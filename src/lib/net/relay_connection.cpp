@@ -45,8 +45,8 @@ class connection {
 public:
     connection(asio::io_context& io, asio::ssl::context& tls, const relay_endpoint& endpoint,
                const smtp::client_options& options, relay_job_source& source)
-        : stream_(io, tls), resolver_(io), watchdog_(io), endpoint_(endpoint),
-          session_(options), source_(source)
+        : stream_(io, tls), resolver_(io), watchdog_(io), endpoint_(endpoint), session_(options),
+          source_(source)
     {
     }
 
@@ -127,15 +127,16 @@ private:
 
     std::string failure_text(std::string_view verb, const std::exception& e) const
     {
-        std::string text = std::string(verb) + " " + endpoint_.host + ":" + std::to_string(endpoint_.port) + ": ";
+        std::string text =
+            std::string(verb) + " " + endpoint_.host + ":" + std::to_string(endpoint_.port) + ": ";
         return text + (timed_out_ ? timeout_text() : std::string(e.what()));
     }
 
     awaitable<void> connect()
     {
         arm(endpoint_.connect_timeout, "connecting");
-        auto endpoints = co_await resolver_.async_resolve(endpoint_.host, std::to_string(endpoint_.port),
-                                                          use_awaitable);
+        auto endpoints = co_await resolver_.async_resolve(
+            endpoint_.host, std::to_string(endpoint_.port), use_awaitable);
         co_await asio::async_connect(stream_.next_layer(), endpoints, use_awaitable);
         stream_.next_layer().set_option(tcp::no_delay(true));
         if (endpoint_.tls == tls_mode::implicit)
@@ -156,7 +157,8 @@ private:
         }
         tls_active_ = true;
         if (endpoint_.verbose)
-            log::debug(log::fields({{"event", "tls"}, {"version", SSL_get_version(stream_.native_handle())},
+            log::debug(log::fields({{"event", "tls"},
+                                    {"version", SSL_get_version(stream_.native_handle())},
                                     {"cipher", SSL_get_cipher_name(stream_.native_handle())}}));
     }
 
@@ -205,7 +207,8 @@ private:
     {
         if (tls_active_)
             co_return co_await stream_.async_read_some(asio::buffer(buffer), use_awaitable);
-        co_return co_await stream_.next_layer().async_read_some(asio::buffer(buffer), use_awaitable);
+        co_return co_await stream_.next_layer().async_read_some(asio::buffer(buffer),
+                                                                use_awaitable);
     }
 
     awaitable<void> flush()
@@ -224,7 +227,8 @@ private:
     {
         shown_partial_.append(bytes);
         std::size_t start = 0;
-        for (std::size_t end; (end = shown_partial_.find('\n', start)) != std::string::npos; start = end + 1) {
+        for (std::size_t end; (end = shown_partial_.find('\n', start)) != std::string::npos;
+             start = end + 1) {
             std::string_view line(shown_partial_.data() + start, end - start);
             if (!line.empty() && line.back() == '\r')
                 line.remove_suffix(1);
@@ -341,7 +345,8 @@ relay_endpoint endpoint_from(const relay_settings& settings, bool verbose)
     return e;
 }
 
-relay_connection_result relay_over_one_connection(asio::ssl::context& tls, const relay_endpoint& endpoint,
+relay_connection_result relay_over_one_connection(asio::ssl::context& tls,
+                                                  const relay_endpoint& endpoint,
                                                   const smtp::client_options& options,
                                                   relay_job_source& source)
 {

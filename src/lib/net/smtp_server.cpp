@@ -120,7 +120,8 @@ tcp::endpoint parse_listen_address(const std::string& text)
     boost::system::error_code ec;
     const auto address = asio::ip::make_address(host, ec);
     if (ec)
-        throw std::invalid_argument("listen address '" + text + "' does not start with an IP address");
+        throw std::invalid_argument("listen address '" + text +
+                                    "' does not start with an IP address");
     unsigned long port = 0;
     try {
         std::size_t used = 0;
@@ -136,17 +137,16 @@ tcp::endpoint parse_listen_address(const std::string& text)
 // What the sweep and shut_down() need to reach a running session.
 struct smtp_server::session_handle {
     clock_type::time_point deadline = clock_type::time_point::max();
-    bool reading = false;        // suspended in a read: the only place a cancel is answered
-    bool timed_out = false;      // the sweep cancelled the read: answer 421 and close
-    bool shutting_down = false;  // stopping and this session may not go on: 421 and close
+    bool reading = false;       // suspended in a read: the only place a cancel is answered
+    bool timed_out = false;     // the sweep cancelled the read: answer 421 and close
+    bool shutting_down = false; // stopping and this session may not go on: 421 and close
     bool in_transaction = false;
     std::function<void()> cancel;
     std::function<void()> close;
 };
 
 // One connection: the pure session core plus the bytes, the spool writer and the logs.
-template <class Stream>
-struct smtp_server::session_io {
+template <class Stream> struct smtp_server::session_io {
     smtp_server& server;
     Stream& stream;
     session_handle& handle;
@@ -164,7 +164,8 @@ struct smtp_server::session_io {
     void note_failure(smtp::store_error why, const std::string& what)
     {
         if (!failure)
-            log::error(log::fields({{"event", "spool-error"}, {"session", label}, {"error", what}}));
+            log::error(
+                log::fields({{"event", "spool-error"}, {"session", label}, {"error", what}}));
         failure = why;
         if (writer)
             writer->abort();
@@ -184,7 +185,8 @@ struct smtp_server::session_io {
             pending.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
         try {
             if (server.spool_.free_bytes() < server.settings_.receiver.min_free_space) {
-                note_failure(smtp::store_error::insufficient_storage, "free space below min-free-space");
+                note_failure(smtp::store_error::insufficient_storage,
+                             "free space below min-free-space");
                 return;
             }
             writer.emplace(server.spool_.create_entry());
@@ -254,7 +256,8 @@ struct smtp_server::session_io {
     {
         out += r.to_wire();
         if (r.code >= 400)
-            log::info(log::fields({{"event", "reject"}, {"session", label}, {"reply", r.to_string()}}));
+            log::info(
+                log::fields({{"event", "reject"}, {"session", label}, {"reply", r.to_string()}}));
     }
 
     awaitable<void> flush_output()
@@ -341,7 +344,8 @@ std::vector<tcp::endpoint> smtp_server::local_endpoints() const
 void smtp_server::start()
 {
     for (auto& acceptor : acceptors_) {
-        log::info(log::fields({{"event", "listening"}, {"address", endpoint_text(acceptor.local_endpoint())}}));
+        log::info(log::fields(
+            {{"event", "listening"}, {"address", endpoint_text(acceptor.local_endpoint())}}));
         asio::co_spawn(io_, accept_loop(acceptor), asio::detached);
     }
     asio::co_spawn(io_, sweep_idle_sessions(), asio::detached);
@@ -351,7 +355,8 @@ awaitable<void> smtp_server::accept_loop(tcp::acceptor& acceptor)
 {
     while (!stopping_) {
         boost::system::error_code ec;
-        tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+        tcp::socket socket =
+            co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
         if (ec == asio::error::operation_aborted || stopping_)
             break;
         if (ec) {
@@ -365,7 +370,8 @@ awaitable<void> smtp_server::accept_loop(tcp::acceptor& acceptor)
         const auto remote = socket.remote_endpoint(ec);
         if (ec)
             continue; // the client left before we looked
-        asio::co_spawn(io_, run_session(std::move(socket), address_text(remote), next_session_number_++),
+        asio::co_spawn(io_,
+                       run_session(std::move(socket), address_text(remote), next_session_number_++),
                        asio::detached);
     }
 }
@@ -379,9 +385,11 @@ void smtp_server::serve_inetd(int input_fd, int output_fd)
     if (::getpeername(input_fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
         char text[INET6_ADDRSTRLEN] = {};
         if (address.ss_family == AF_INET)
-            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&address)->sin_addr, text, sizeof text);
+            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&address)->sin_addr, text,
+                        sizeof text);
         else if (address.ss_family == AF_INET6)
-            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&address)->sin6_addr, text, sizeof text);
+            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&address)->sin6_addr, text,
+                        sizeof text);
         if (text[0] != '\0')
             peer = text;
         if (peer.starts_with("::ffff:") && peer.find('.') != std::string::npos)
@@ -417,11 +425,11 @@ awaitable<void> smtp_server::sweep_idle_sessions()
     }
 }
 
-template <class Stream>
-awaitable<void> smtp_server::refuse(Stream& stream, std::string reply_wire)
+template <class Stream> awaitable<void> smtp_server::refuse(Stream& stream, std::string reply_wire)
 {
     boost::system::error_code ec;
-    co_await asio::async_write(stream, asio::buffer(reply_wire), asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(stream, asio::buffer(reply_wire),
+                               asio::redirect_error(use_awaitable, ec));
 }
 
 template <class Stream>
@@ -435,21 +443,37 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
     const auto started = clock_type::now();
     log::info(log::fields({{"event", "connect"}, {"session", label}, {"client", peer}}));
 
-    session_io<Stream> io{*this, stream, handle, label, peer,
-                          smtp::server_session({settings_.hostname, settings_.receiver.max_message_size,
-                                                settings_.receiver.max_recipients,
-                                                settings_.receiver.max_bad_commands}),
-                          {}, {}, {}, {}, 0};
+    session_io<Stream> io{
+        *this,
+        stream,
+        handle,
+        label,
+        peer,
+        smtp::server_session({settings_.hostname, settings_.receiver.max_message_size,
+                              settings_.receiver.max_recipients,
+                              settings_.receiver.max_bad_commands}),
+        {},
+        {},
+        {},
+        {},
+        0};
     std::string end_reason = "quit";
     try {
         const bool is_local_pipe = peer == "local";
         if (!is_local_pipe && !settings_.receiver.access.is_allowed(peer)) {
-            log::warning(log::fields({{"event", "refused"}, {"session", label}, {"client", peer}, {"reason", "access-denied"}}));
+            log::warning(log::fields({{"event", "refused"},
+                                      {"session", label},
+                                      {"client", peer},
+                                      {"reason", "access-denied"}}));
             co_await refuse(stream, smtp::replies::access_denied().to_wire());
             end_reason = "refused";
         } else if (sessions_.size() > settings_.receiver.max_connections) {
-            log::warning(log::fields({{"event", "refused"}, {"session", label}, {"client", peer}, {"reason", "too-many-connections"}}));
-            co_await refuse(stream, smtp::replies::too_many_connections(settings_.hostname).to_wire());
+            log::warning(log::fields({{"event", "refused"},
+                                      {"session", label},
+                                      {"client", peer},
+                                      {"reason", "too-many-connections"}}));
+            co_await refuse(stream,
+                            smtp::replies::too_many_connections(settings_.hostname).to_wire());
             end_reason = "refused";
         } else {
             io.out = io.core.greeting().to_wire();
@@ -466,7 +490,8 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
                     end_reason = "shutdown";
                     break;
                 }
-                const std::size_t wanted = io.core.is_receiving_data() ? data_buffer_size : command_buffer_size;
+                const std::size_t wanted =
+                    io.core.is_receiving_data() ? data_buffer_size : command_buffer_size;
                 if (buffer.size() != wanted) {
                     buffer.resize(wanted);
                     buffer.shrink_to_fit();
@@ -477,16 +502,21 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
                     handle.deadline = clock_type::now() + settings_.receiver.idle_timeout;
                 boost::system::error_code ec;
                 handle.reading = true;
-                const std::size_t n = co_await stream.async_read_some(asio::buffer(buffer), asio::redirect_error(use_awaitable, ec));
+                const std::size_t n = co_await stream.async_read_some(
+                    asio::buffer(buffer), asio::redirect_error(use_awaitable, ec));
                 handle.reading = false;
                 if (!ec)
-                    handle.timed_out = false; // the data beat the sweep's cancel: not idle after all
+                    handle.timed_out =
+                        false; // the data beat the sweep's cancel: not idle after all
                 if (ec) {
-                    if (ec == asio::error::operation_aborted && (handle.timed_out || handle.shutting_down)) {
-                        const bool was_timeout = handle.timed_out && !handle.shutting_down && !stopping_;
+                    if (ec == asio::error::operation_aborted &&
+                        (handle.timed_out || handle.shutting_down)) {
+                        const bool was_timeout =
+                            handle.timed_out && !handle.shutting_down && !stopping_;
                         handle.timed_out = handle.shutting_down = false;
-                        io.queue_reply(was_timeout ? smtp::replies::timeout(settings_.hostname)
-                                                   : smtp::replies::service_shutting_down(settings_.hostname));
+                        io.queue_reply(
+                            was_timeout ? smtp::replies::timeout(settings_.hostname)
+                                        : smtp::replies::service_shutting_down(settings_.hostname));
                         co_await io.flush_output();
                         end_reason = was_timeout ? "timeout" : "shutdown";
                     } else {
@@ -501,11 +531,13 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
         }
     } catch (const std::exception& e) {
         end_reason = "error";
-        log::warning(log::fields({{"event", "session-error"}, {"session", label}, {"error", e.what()}}));
+        log::warning(
+            log::fields({{"event", "session-error"}, {"session", label}, {"error", e.what()}}));
     }
     io.writer.reset(); // an unfinished message leaves nothing behind
     close_stream(stream);
-    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started);
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started);
     log::info(log::fields({{"event", "disconnect"},
                            {"session", label},
                            {"reason", end_reason},
@@ -526,7 +558,8 @@ void smtp_server::shut_down(std::chrono::seconds grace)
             acceptor.close(ignored);
         }
         if (!inetd_)
-            log::info(log::fields({{"event", "stopping"}, {"sessions", std::to_string(sessions_.size())},
+            log::info(log::fields({{"event", "stopping"},
+                                   {"sessions", std::to_string(sessions_.size())},
                                    {"grace-seconds", std::to_string(grace.count())}}));
         // A session waiting for a command is told at once; one busy writing or committing
         // sees stopping_ when it comes back to read.
@@ -564,7 +597,8 @@ void smtp_server::stop_if_done()
 void smtp_server::reload(const config& settings)
 {
     if (settings.receiver.listen != settings_.receiver.listen)
-        log::warning(log::fields({{"event", "reload"}, {"note", "listen addresses change only on restart"}}));
+        log::warning(log::fields(
+            {{"event", "reload"}, {"note", "listen addresses change only on restart"}}));
     const auto listen = settings_.receiver.listen;
     settings_ = settings;
     settings_.receiver.listen = listen;

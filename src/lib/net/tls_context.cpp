@@ -34,7 +34,8 @@ asio::ssl::context make_client_tls_context(const relay_settings& settings)
     if (!settings.ca_file.empty()) {
         context.load_verify_file(settings.ca_file.string(), ec);
         if (ec)
-            throw config_error("cannot load ca-file " + settings.ca_file.string() + ": " + ec.message());
+            throw config_error("cannot load ca-file " + settings.ca_file.string() + ": " +
+                               ec.message());
     }
     context.set_verify_mode(asio::ssl::verify_peer);
     return context;

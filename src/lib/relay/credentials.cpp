@@ -33,7 +33,8 @@ std::string read_password_file(const std::filesystem::path& file)
         ::close(fd);
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        throw fail(std::string("permissions ") + mode + " are too open: it must not be accessible by "
+        throw fail(std::string("permissions ") + mode +
+                   " are too open: it must not be accessible by "
                    "group or others (chmod 600)");
     }
     std::string content;

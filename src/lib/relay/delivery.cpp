@@ -22,7 +22,8 @@ smtp::outgoing_message outgoing_for(const spool::envelope& env, std::uint64_t ta
     return m;
 }
 
-std::vector<failed_recipient> apply_result(spool::envelope& env, const std::vector<std::size_t>& sent_indexes,
+std::vector<failed_recipient> apply_result(spool::envelope& env,
+                                           const std::vector<std::size_t>& sent_indexes,
                                            const smtp::message_result& result, std::int64_t now)
 {
     std::vector<failed_recipient> failed;
@@ -41,7 +42,8 @@ std::vector<failed_recipient> apply_result(spool::envelope& env, const std::vect
             break;
         case smtp::delivery_status::failed:
             rcpt.state = spool::recipient_state::failed;
-            failed.push_back({rcpt.address, status_of_reply(rcpt.last_reply), rcpt.last_reply, result.attempted});
+            failed.push_back({rcpt.address, status_of_reply(rcpt.last_reply), rcpt.last_reply,
+                              result.attempted});
             break;
         case smtp::delivery_status::deferred:
             break;
@@ -63,7 +65,8 @@ std::vector<failed_recipient> expire(spool::envelope& env, std::int64_t now)
             continue;
         rcpt.state = spool::recipient_state::failed;
         std::string diagnostic = "delivery time expired after " +
-                                 std::to_string((now - env.queued_at) / 3600) + " hours in the queue";
+                                 std::to_string((now - env.queued_at) / 3600) +
+                                 " hours in the queue";
         if (!rcpt.last_reply.empty())
             diagnostic += "; last reply: " + rcpt.last_reply;
         failed.push_back({rcpt.address, "4.4.7", diagnostic, false});

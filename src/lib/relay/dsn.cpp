@@ -48,7 +48,8 @@ std::string rfc5322_date(std::int64_t unix_seconds)
                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     char buffer[64];
     std::snprintf(buffer, sizeof buffer, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-                  tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                  tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                  tm.tm_sec);
     return buffer;
 }
 
@@ -97,8 +98,9 @@ std::string make_dsn(const dsn_request& r)
     for (const auto& f : r.recipients) {
         m += "<" + f.address + ">: ";
         if (!f.diagnostic.empty())
-            m += (f.from_smarthost ? (r.remote_host.empty() ? "the smarthost" : r.remote_host) + " said: "
-                                   : std::string()) +
+            m += (f.from_smarthost
+                      ? (r.remote_host.empty() ? "the smarthost" : r.remote_host) + " said: "
+                      : std::string()) +
                  one_line(f.diagnostic);
         else
             m += "delivery failed (" + f.status + ")";
@@ -120,7 +122,8 @@ std::string make_dsn(const dsn_request& r)
         if (!r.remote_host.empty() && f.from_smarthost)
             m += "Remote-MTA: dns; " + r.remote_host + crlf;
         if (!f.diagnostic.empty())
-            m += std::string(f.from_smarthost ? "Diagnostic-Code: smtp; " : "Diagnostic-Code: X-leafmail; ") +
+            m += std::string(f.from_smarthost ? "Diagnostic-Code: smtp; "
+                                              : "Diagnostic-Code: X-leafmail; ") +
                  one_line(f.diagnostic) + crlf;
         m += "Last-Attempt-Date: " + rfc5322_date(r.now) + crlf;
     }

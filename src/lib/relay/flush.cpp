@@ -26,7 +26,8 @@ constexpr std::size_t max_bounced_headers = 64 * 1024;
 
 std::int64_t system_now()
 {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 
@@ -173,7 +174,8 @@ private:
             ids_.pop_front();
             auto entry_lock = spool_.try_lock_entry(spool::area::queue, id);
             if (!entry_lock) {
-                log::debug(log::fields({{"event", "skipped"}, {"id", id}, {"reason", "locked or gone"}}));
+                log::debug(
+                    log::fields({{"event", "skipped"}, {"id", id}, {"reason", "locked or gone"}}));
                 continue;
             }
             auto env = load(id);
@@ -202,9 +204,10 @@ private:
 
     void expire_job(job& j, std::int64_t now)
     {
-        log::info(log::fields({{"event", "expired"},
-                               {"id", j.id},
-                               {"max-queue-age", std::to_string(settings_.relay.max_queue_age.count()) + "s"}}));
+        log::info(log::fields(
+            {{"event", "expired"},
+             {"id", j.id},
+             {"max-queue-age", std::to_string(settings_.relay.max_queue_age.count()) + "s"}}));
         auto failed = expire(j.env, now);
         settle(j, failed, now, {});
     }
@@ -243,7 +246,8 @@ private:
                 start += block;
             }
         } catch (const std::exception& e) {
-            log::warning(log::fields({{"event", "bounce-headers"}, {"id", j.id}, {"error", e.what()}}));
+            log::warning(
+                log::fields({{"event", "bounce-headers"}, {"id", j.id}, {"error", e.what()}}));
         }
         spool::entry_writer writer = spool_.create_entry();
         dsn_request request;
@@ -316,8 +320,9 @@ void dry_run(spool::spool& spool, const config& settings, std::int64_t now, flus
         for (const auto& r : env->recipients)
             if (r.state == spool::recipient_state::pending)
                 to += (to.empty() ? "<" : ",<") + r.address + ">";
-        std::printf("%s from=<%s> to=%s size=%llu via=%s:%u%s\n", id.c_str(), env->reverse_path.c_str(),
-                    to.c_str(), static_cast<unsigned long long>(env->content_size), relay.host().c_str(),
+        std::printf("%s from=<%s> to=%s size=%llu via=%s:%u%s\n", id.c_str(),
+                    env->reverse_path.c_str(), to.c_str(),
+                    static_cast<unsigned long long>(env->content_size), relay.host().c_str(),
                     static_cast<unsigned>(relay.port()),
                     is_expired(*env, now, relay.max_queue_age) ? " (expired: would bounce)" : "");
         ++summary.deferred;
@@ -345,7 +350,8 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     auto now = options.now ? options.now : std::function<std::int64_t()>(system_now);
     flush_summary summary;
     auto finish = [&] {
-        summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        summary.seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         return summary;
     };
 
@@ -366,7 +372,8 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     auto flush_lock = spool.lock_flush(options.lock_timeout);
     if (!flush_lock) {
         summary.lock_busy = true;
-        log::warning(log::fields({{"event", "busy"}, {"reason", "another flush holds the spool lock"}}));
+        log::warning(
+            log::fields({{"event", "busy"}, {"reason", "another flush holds the spool lock"}}));
         return finish();
     }
     spool.recover();
@@ -377,7 +384,8 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     std::mutex summary_mutex;
     auto connection_loop = [&] {
         while (source.has_work()) {
-            net::relay_connection_result r = net::relay_over_one_connection(tls, endpoint, client, source);
+            net::relay_connection_result r =
+                net::relay_over_one_connection(tls, endpoint, client, source);
             std::string why = r.failure ? r.failure->to_string() : std::string();
             log::info(log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
                                    {"relay", endpoint.host + ":" + std::to_string(endpoint.port)},
@@ -434,8 +442,9 @@ std::string summary_line(const flush_summary& summary)
 {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.2f", summary.seconds);
-    return "sent " + std::to_string(summary.sent) + ", deferred " + std::to_string(summary.deferred) +
-           ", failed " + std::to_string(summary.failed) + " in " + seconds + " s";
+    return "sent " + std::to_string(summary.sent) + ", deferred " +
+           std::to_string(summary.deferred) + ", failed " + std::to_string(summary.failed) +
+           " in " + seconds + " s";
 }
 
 } // namespace leafmail::relay

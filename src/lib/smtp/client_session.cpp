@@ -18,7 +18,8 @@ std::string base64_encode(std::string_view in)
     out.reserve((in.size() + 2) / 3 * 4);
     std::size_t i = 0;
     for (; i + 2 < in.size(); i += 3) {
-        unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
+        unsigned v =
+            (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
         out += table[v >> 18 & 63];
         out += table[v >> 12 & 63];
         out += table[v >> 6 & 63];
@@ -150,7 +151,8 @@ server_capabilities parse_ehlo_reply(const reply& ehlo)
             std::uint64_t limit = 0;
             // RFC 1870 section 4: SIZE 0 (or no number) means no fixed limit.
             if (words.size() > 1) {
-                auto [p, ec] = std::from_chars(words[1].data(), words[1].data() + words[1].size(), limit);
+                auto [p, ec] =
+                    std::from_chars(words[1].data(), words[1].data() + words[1].size(), limit);
                 if (ec == std::errc{} && p == words[1].data() + words[1].size() && limit > 0)
                     caps.size_limit = limit;
             }
@@ -391,10 +393,11 @@ void client_session::after_hello(std::vector<client_effect>& out)
     if (options_.tls == client_tls::starttls && !tls_active_) {
         // Never a silent downgrade: without STARTTLS the configured protection is impossible.
         if (!capabilities_.starttls) {
-            fail(local_reply(451, "4.7.0",
-                             capabilities_.esmtp
-                                 ? "smarthost does not offer STARTTLS (tls = starttls)"
-                                 : "smarthost refused EHLO, so STARTTLS is impossible (tls = starttls)"),
+            fail(local_reply(
+                     451, "4.7.0",
+                     capabilities_.esmtp
+                         ? "smarthost does not offer STARTTLS (tls = starttls)"
+                         : "smarthost refused EHLO, so STARTTLS is impossible (tls = starttls)"),
                  out);
             return;
         }
@@ -430,12 +433,14 @@ void client_session::start_auth(std::vector<client_effect>& out)
     // RFC 4954 section 4 and section 14: credentials go over an unprotected channel only when
     // the operator said so explicitly.
     if (!tls_active_ && !options_.auth_over_plaintext) {
-        fail(local_reply(451, "4.7.0", "refusing to authenticate over an unencrypted connection"), out);
+        fail(local_reply(451, "4.7.0", "refusing to authenticate over an unencrypted connection"),
+             out);
         return;
     }
     // Under TLS, PLAIN is the standard choice. In plaintext CRAM-MD5 comes first because it
     // does not reveal the password itself.
-    bool cram_md5_usable = static_cast<bool>(options_.hmac_md5) && capabilities_.offers_auth("CRAM-MD5");
+    bool cram_md5_usable =
+        static_cast<bool>(options_.hmac_md5) && capabilities_.offers_auth("CRAM-MD5");
     std::vector<std::string_view> preference = {"PLAIN", "LOGIN"};
     if (cram_md5_usable)
         preference.insert(tls_active_ ? preference.end() : preference.begin(), "CRAM-MD5");
@@ -494,21 +499,25 @@ void client_session::on_auth(const reply& r, std::vector<client_effect>& out)
     switch (auth_step_) {
     case auth_step::plain: // the server ignored our initial response: give it once more
         auth_step_ = auth_step::none;
-        send(base64_encode(std::string(1, '\0') + credentials.user + '\0' + credentials.password) + "\r\n",
+        send(base64_encode(std::string(1, '\0') + credentials.user + '\0' + credentials.password) +
+                 "\r\n",
              std::string(masked), command_kind::auth, out);
         return;
     case auth_step::login_user:
         auth_step_ = auth_step::login_password;
-        send(base64_encode(credentials.user) + "\r\n", std::string(masked), command_kind::auth, out);
+        send(base64_encode(credentials.user) + "\r\n", std::string(masked), command_kind::auth,
+             out);
         return;
     case auth_step::login_password:
         auth_step_ = auth_step::none;
-        send(base64_encode(credentials.password) + "\r\n", std::string(masked), command_kind::auth, out);
+        send(base64_encode(credentials.password) + "\r\n", std::string(masked), command_kind::auth,
+             out);
         return;
     case auth_step::cram_md5: {
         // RFC 2195 section 2: user SP hex(HMAC-MD5(password, challenge)).
         auth_step_ = auth_step::none;
-        auto challenge = base64_decode(r.lines.empty() ? std::string_view{} : std::string_view(r.lines[0]));
+        auto challenge =
+            base64_decode(r.lines.empty() ? std::string_view{} : std::string_view(r.lines[0]));
         if (!challenge) {
             fail(local_reply(451, "4.7.0", "smarthost sent a malformed CRAM-MD5 challenge"), out);
             return;
@@ -596,8 +605,9 @@ void client_session::on_data(const reply& r, std::vector<client_effect>& out)
     transaction& t = in_flight_.back();
     t.data_reply = r;
     bool mail_ok = t.mail_reply && t.mail_reply->is_positive();
-    bool any_accepted = mail_ok && std::any_of(t.rcpt_replies.begin(), t.rcpt_replies.end(),
-                                               [](const auto& rr) { return rr && rr->is_positive(); });
+    bool any_accepted =
+        mail_ok && std::any_of(t.rcpt_replies.begin(), t.rcpt_replies.end(),
+                               [](const auto& rr) { return rr && rr->is_positive(); });
     if (r.code == 354) {
         if (any_accepted) {
             t.content_sent = true;
@@ -637,8 +647,8 @@ void client_session::finish_transaction(bool front, const std::optional<reply>& 
     std::optional<reply> odd_data_reply;
     if (t.data_reply && t.data_reply->code != 354 && !t.data_reply->is_transient_failure() &&
         !t.data_reply->is_permanent_failure())
-        odd_data_reply = local_reply(451, "4.5.0", "unexpected reply to DATA from smarthost: " +
-                                                       t.data_reply->to_string());
+        odd_data_reply = local_reply(
+            451, "4.5.0", "unexpected reply to DATA from smarthost: " + t.data_reply->to_string());
     for (std::size_t i = 0; i < t.message.recipients.size(); ++i) {
         const std::string& address = t.message.recipients[i];
         // The first reply that went wrong decides: MAIL, then this RCPT, then DATA, then the dot.
@@ -656,8 +666,8 @@ void client_session::finish_transaction(bool front, const std::optional<reply>& 
         if (decisive)
             result.recipients.push_back({address, status_of(*decisive), *decisive});
         else
-            result.recipients.push_back(
-                {address, delivery_status::deferred, local_reply(451, "4.4.2", "no reply from smarthost")});
+            result.recipients.push_back({address, delivery_status::deferred,
+                                         local_reply(451, "4.4.2", "no reply from smarthost")});
     }
     if (front)
         in_flight_.pop_front();
@@ -706,9 +716,11 @@ void client_session::fail(reply why, std::vector<client_effect>& out)
             else if (t.rcpt_replies[i] && !t.rcpt_replies[i]->is_positive())
                 refusal = &*t.rcpt_replies[i];
             if (refusal)
-                result.recipients.push_back({t.message.recipients[i], status_of(*refusal), *refusal});
+                result.recipients.push_back(
+                    {t.message.recipients[i], status_of(*refusal), *refusal});
             else
-                result.recipients.push_back({t.message.recipients[i], delivery_status::deferred, why});
+                result.recipients.push_back(
+                    {t.message.recipients[i], delivery_status::deferred, why});
         }
         in_flight_.pop_front();
         out.push_back(message_finished{std::move(result)});

@@ -4,7 +4,10 @@ namespace leafmail::smtp {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 // A run of 1 to max digits starting at text[at]; returns its length (0 if none or too long).
 std::size_t digits(std::string_view text, std::size_t at, std::size_t max)
@@ -70,7 +73,8 @@ std::optional<reply> reply_parser::next()
         }
         // RFC 5321 section 4.2: Reply-code [ SP textstring ] CRLF, or "-" for a continuation.
         if (line.size() < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]) ||
-            line[0] < '2' || line[0] > '5' || (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
+            line[0] < '2' || line[0] > '5' ||
+            (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
             error_ = "malformed reply line";
             return std::nullopt;
         }

@@ -94,7 +94,8 @@ bool server_session::is_receiving_data() const
 
 bool server_session::is_in_transaction() const
 {
-    return phase_ == phase::in_transaction || phase_ == phase::in_data || phase_ == phase::awaiting_store;
+    return phase_ == phase::in_transaction || phase_ == phase::in_data ||
+           phase_ == phase::awaiting_store;
 }
 
 bool server_session::is_closed() const
@@ -432,11 +433,16 @@ namespace {
 reply argument_refusal(argument_error error, reply syntax, reply bad_address)
 {
     switch (error) {
-    case argument_error::syntax: return syntax;
-    case argument_error::bad_address: return bad_address;
-    case argument_error::invalid_parameter: return replies::invalid_parameter();
-    case argument_error::unknown_parameter: return replies::unknown_parameter();
-    case argument_error::unsupported_value: return replies::unsupported_parameter_value();
+    case argument_error::syntax:
+        return syntax;
+    case argument_error::bad_address:
+        return bad_address;
+    case argument_error::invalid_parameter:
+        return replies::invalid_parameter();
+    case argument_error::unknown_parameter:
+        return replies::unknown_parameter();
+    case argument_error::unsupported_value:
+        return replies::unsupported_parameter_value();
     }
     return syntax;
 }
@@ -454,7 +460,8 @@ void server_session::handle_mail(const command& cmd, std::vector<effect>& out)
     }
     auto parsed = parse_mail_argument(cmd.argument);
     if (const auto* error = std::get_if<argument_error>(&parsed)) {
-        respond(out, argument_refusal(*error, replies::mail_syntax(), replies::bad_sender_address()));
+        respond(out,
+                argument_refusal(*error, replies::mail_syntax(), replies::bad_sender_address()));
         return;
     }
     auto& mail = std::get<mail_argument>(parsed);
@@ -476,7 +483,8 @@ void server_session::handle_rcpt(const command& cmd, std::vector<effect>& out)
     }
     auto parsed = parse_rcpt_argument(cmd.argument);
     if (const auto* error = std::get_if<argument_error>(&parsed)) {
-        respond(out, argument_refusal(*error, replies::rcpt_syntax(), replies::bad_recipient_address()));
+        respond(out,
+                argument_refusal(*error, replies::rcpt_syntax(), replies::bad_recipient_address()));
         return;
     }
     // RFC 5321 4.5.3.1.10: over the limit is a 452, the client sends the rest later.

@@ -34,9 +34,10 @@ namespace {
 void check_version(unsigned stored, const char* what)
 {
     if (stored > leafmail::spool::envelope_format_version)
-        throw leafmail::spool::corrupt_entry(std::string(what) + " format version " +
-                                             std::to_string(stored) + " is newer than this leafmail reads (" +
-                                             std::to_string(leafmail::spool::envelope_format_version) + ")");
+        throw leafmail::spool::corrupt_entry(
+            std::string(what) + " format version " + std::to_string(stored) +
+            " is newer than this leafmail reads (" +
+            std::to_string(leafmail::spool::envelope_format_version) + ")");
 }
 
 } // namespace
@@ -58,11 +59,7 @@ public:
     }
 
     // Called back by Boost's archive machinery (interface_iarchive, load_access).
-    template <class T>
-    void load(T& t)
-    {
-        text_iarchive_impl::load(t);
-    }
+    template <class T> void load(T& t) { text_iarchive_impl::load(t); }
     void load(std::string& s)
     {
         std::size_t size = 0;
@@ -75,11 +72,7 @@ public:
         if (size > 0 && !is.read(s.data(), static_cast<std::streamsize>(size)))
             throw corrupt_entry("envelope ends inside a string");
     }
-    template <class T>
-    void load_override(T& t)
-    {
-        text_iarchive_impl::load_override(t);
-    }
+    template <class T> void load_override(T& t) { text_iarchive_impl::load_override(t); }
     void load_override(boost::serialization::collection_size_type& count)
     {
         text_iarchive_impl::load_override(count);
@@ -91,7 +84,10 @@ public:
 
 private:
     // The input is a view_buffer: what is left to read is known without seeking.
-    [[nodiscard]] std::size_t remaining() { return static_cast<std::size_t>(is.rdbuf()->in_avail()); }
+    [[nodiscard]] std::size_t remaining()
+    {
+        return static_cast<std::size_t>(is.rdbuf()->in_avail());
+    }
 };
 
 // An input buffer over octets that already are in memory, so thawing copies nothing.
@@ -119,7 +115,7 @@ void serialize(Archive& ar, leafmail::spool::recipient& r, const unsigned versio
 {
     check_version(version, "recipient");
     auto state = static_cast<std::int32_t>(r.state);
-    ar & r.address & state & r.attempts & r.last_attempt_at & r.last_reply;
+    ar& r.address& state& r.attempts& r.last_attempt_at& r.last_reply;
     r.state = static_cast<leafmail::spool::recipient_state>(state);
 }
 
@@ -127,8 +123,8 @@ template <class Archive>
 void serialize(Archive& ar, leafmail::spool::envelope& e, const unsigned version)
 {
     check_version(version, "envelope");
-    ar & e.id & e.queued_at & e.origin & e.client_address & e.helo_name & e.reverse_path;
-    ar & e.recipients & e.content_size & e.body_8bit & e.is_bounce;
+    ar& e.id& e.queued_at& e.origin& e.client_address& e.helo_name& e.reverse_path;
+    ar& e.recipients& e.content_size& e.body_8bit& e.is_bounce;
 }
 
 } // namespace boost::serialization
@@ -138,9 +134,12 @@ namespace leafmail::spool {
 std::string_view to_string(recipient_state state)
 {
     switch (state) {
-    case recipient_state::pending: return "pending";
-    case recipient_state::delivered: return "delivered";
-    case recipient_state::failed: return "failed";
+    case recipient_state::pending:
+        return "pending";
+    case recipient_state::delivered:
+        return "delivered";
+    case recipient_state::failed:
+        return "failed";
     }
     return "unknown";
 }
@@ -152,8 +151,9 @@ bool envelope::has_pending() const
 
 std::size_t envelope::count(recipient_state state) const
 {
-    return static_cast<std::size_t>(std::count_if(recipients.begin(), recipients.end(),
-                                                  [state](const recipient& r) { return r.state == state; }));
+    return static_cast<std::size_t>(
+        std::count_if(recipients.begin(), recipients.end(),
+                      [state](const recipient& r) { return r.state == state; }));
 }
 
 std::string freeze(const envelope& env)

@@ -45,7 +45,8 @@ constexpr mode_t file_mode = 0640;
 std::string make_footer(std::uint64_t envelope_offset)
 {
     char text[footer_size + 1];
-    std::snprintf(text, sizeof text, "\nLEAFMAIL1 %020llu\n", static_cast<unsigned long long>(envelope_offset));
+    std::snprintf(text, sizeof text, "\nLEAFMAIL1 %020llu\n",
+                  static_cast<unsigned long long>(envelope_offset));
     return std::string(text, footer_size);
 }
 
@@ -67,7 +68,8 @@ std::string pread_exactly(int fd, std::uint64_t offset, std::size_t size, const 
     std::string out(size, '\0');
     std::size_t done = 0;
     while (done < size) {
-        const ssize_t n = ::pread(fd, out.data() + done, size - done, static_cast<off_t>(offset + done));
+        const ssize_t n =
+            ::pread(fd, out.data() + done, size - done, static_cast<off_t>(offset + done));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -99,7 +101,8 @@ bool is_unreadable_error(int error)
 std::uint64_t read_envelope_offset(int fd, std::uint64_t file_size, const std::string& path)
 {
     if (file_size < footer_size)
-        throw corrupt_entry(path + ": too short for an entry (" + std::to_string(file_size) + " octets)");
+        throw corrupt_entry(path + ": too short for an entry (" + std::to_string(file_size) +
+                            " octets)");
     const std::string footer = pread_exactly(fd, file_size - footer_size, footer_size, path);
     if (footer.compare(0, footer_magic.size(), footer_magic) != 0 || footer.back() != '\n')
         throw corrupt_entry(path + ": no entry footer (truncated or not a leafmail entry)");
@@ -203,10 +206,14 @@ private:
 std::string_view to_string(area where)
 {
     switch (where) {
-    case area::queue: return "queue";
-    case area::hold: return "hold";
-    case area::failed: return "failed";
-    case area::corrupt: return "corrupt";
+    case area::queue:
+        return "queue";
+    case area::hold:
+        return "hold";
+    case area::failed:
+        return "failed";
+    case area::corrupt:
+        return "corrupt";
     }
     return "queue";
 }
@@ -231,8 +238,9 @@ entry_writer::entry_writer(fs::path tmp_dir, fs::path queue_dir, std::string id,
 
 entry_writer::entry_writer(entry_writer&& other) noexcept
     : tmp_path_(std::move(other.tmp_path_)), final_path_(std::move(other.final_path_)),
-      id_(std::move(other.id_)), fd_(std::exchange(other.fd_, -1)), syncer_(std::move(other.syncer_)),
-      buffer_(std::move(other.buffer_)), content_size_(other.content_size_), has_8bit_(other.has_8bit_)
+      id_(std::move(other.id_)), fd_(std::exchange(other.fd_, -1)),
+      syncer_(std::move(other.syncer_)), buffer_(std::move(other.buffer_)),
+      content_size_(other.content_size_), has_8bit_(other.has_8bit_)
 {
 }
 
@@ -262,7 +270,8 @@ void entry_writer::write(std::string_view bytes)
     if (fd_ < 0)
         throw std::logic_error("entry_writer::write after commit or abort");
     if (!has_8bit_)
-        has_8bit_ = std::any_of(bytes.begin(), bytes.end(), [](char c) { return static_cast<unsigned char>(c) > 127; });
+        has_8bit_ = std::any_of(bytes.begin(), bytes.end(),
+                                [](char c) { return static_cast<unsigned char>(c) > 127; });
     content_size_ += bytes.size();
     if (buffer_.size() + bytes.size() > write_buffer_size) {
         flush_buffer();
@@ -298,7 +307,8 @@ void entry_writer::commit(envelope env)
         if (::fdatasync(fd_) != 0)
             throw_errno(errno, "cannot fsync " + tmp_path_.string());
         if (const int error = rename_no_replace(tmp_path_, final_path_); error != 0)
-            throw_errno(error, "cannot rename " + tmp_path_.string() + " to " + final_path_.string());
+            throw_errno(error,
+                        "cannot rename " + tmp_path_.string() + " to " + final_path_.string());
     } catch (...) {
         abort();
         throw;
@@ -465,7 +475,8 @@ entry_writer spool::create_entry()
         struct stat st {};
         if (::fstat(file.fd, &st) != 0 || st.st_nlink == 0)
             continue;
-        return entry_writer(tmp_dir, dir(area::queue), std::move(id), file.release(), syncer_for(area::queue));
+        return entry_writer(tmp_dir, dir(area::queue), std::move(id), file.release(),
+                            syncer_for(area::queue));
     }
     throw_errno(EEXIST, "cannot create a new entry in " + tmp_dir.string());
 }
@@ -550,7 +561,8 @@ std::optional<envelope> spool::load(area where, std::string_view id) const
             throw corrupt_entry(state + ": state file is too large");
         env = thaw(pread_exactly(state_file.fd, 0, static_cast<std::size_t>(state_size), state));
     } else if (errno == ENOENT) {
-        env = thaw(pread_exactly(entry.fd, offset, static_cast<std::size_t>(size - footer_size - offset), path));
+        env = thaw(pread_exactly(entry.fd, offset,
+                                 static_cast<std::size_t>(size - footer_size - offset), path));
     } else {
         throw corrupt_entry(state + ": cannot open: " + std::strerror(errno));
     }
@@ -578,7 +590,8 @@ content_reader spool::open_content(area where, std::string_view id) const
 void spool::save_state(area where, const envelope& env)
 {
     const fs::path target = state_path(where, env.id);
-    const fs::path tmp = root_ / "tmp" / (env.id + std::string(state_suffix) + "-" + std::to_string(::getpid()));
+    const fs::path tmp =
+        root_ / "tmp" / (env.id + std::string(state_suffix) + "-" + std::to_string(::getpid()));
     write_durable_file(tmp, freeze(env));
     if (::rename(tmp.c_str(), target.c_str()) != 0) {
         const int error = errno;

@@ -92,7 +92,8 @@ namespace {
 // line ends only, so no receiver downstream can read "\r.\r" as the end of the data.
 void append_bare_crs_as_crlf(std::string& out, std::string_view text)
 {
-    for (std::size_t cr; (cr = text.find('\r')) != std::string_view::npos; text.remove_prefix(cr + 1)) {
+    for (std::size_t cr; (cr = text.find('\r')) != std::string_view::npos;
+         text.remove_prefix(cr + 1)) {
         out.append(text.substr(0, cr));
         out += "\r\n";
     }
@@ -109,7 +110,8 @@ void line_normalizer::put(std::string_view bytes, std::string& out)
             if (pending_.size() > max_pending) {
                 // Pass a long line on in pieces; keep a final CR, it may start a CRLF.
                 const bool keep_cr = pending_.back() == '\r';
-                append_bare_crs_as_crlf(out, std::string_view(pending_).substr(0, pending_.size() - (keep_cr ? 1 : 0)));
+                append_bare_crs_as_crlf(
+                    out, std::string_view(pending_).substr(0, pending_.size() - (keep_cr ? 1 : 0)));
                 pending_ = keep_cr ? "\r" : "";
                 at_line_start_ = false;
             }
