@@ -6,7 +6,7 @@
 //  - every -t address that passes is_acceptable_address() is safe on the SMTP wire (no
 //    control octets, no angle brackets, no whitespace, at most 254 octets).
 #include "fuzz_check.hpp"
-#include "leafmail/tools/message.hpp"
+#include "leafmail/sendmail/message.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -18,7 +18,7 @@
 
 namespace {
 
-using namespace leafmail::tools;
+using namespace leafmail::sendmail;
 
 constexpr std::size_t max_header = 4096;
 

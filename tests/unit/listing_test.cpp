@@ -1,4 +1,4 @@
-#include "leafmail/tools/listing.hpp"
+#include "leafmail/list/listing.hpp"
 
 #include "leafmail/spool/queue_id.hpp"
 
@@ -11,7 +11,7 @@
 #include <sstream>
 
 using namespace leafmail;
-using namespace leafmail::tools;
+using namespace leafmail::list;
 
 namespace {
 

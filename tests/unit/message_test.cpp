@@ -1,8 +1,8 @@
-#include "leafmail/tools/message.hpp"
+#include "leafmail/sendmail/message.hpp"
 
 #include <catch2/catch.hpp>
 
-using namespace leafmail::tools;
+using namespace leafmail::sendmail;
 
 namespace {
 

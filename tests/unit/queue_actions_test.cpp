@@ -1,11 +1,11 @@
-#include "leafmail/tools/queue_actions.hpp"
+#include "leafmail/list/queue_actions.hpp"
 
 #include "temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
 using namespace leafmail;
-using namespace leafmail::tools;
+using namespace leafmail::list;
 
 namespace {
 

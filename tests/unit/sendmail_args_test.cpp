@@ -1,8 +1,8 @@
-#include "leafmail/tools/sendmail_args.hpp"
+#include "leafmail/sendmail/sendmail_args.hpp"
 
 #include <catch2/catch.hpp>
 
-using namespace leafmail::tools;
+using namespace leafmail::sendmail;
 
 namespace {
 sendmail_options parse(std::vector<std::string> args, std::string_view program = "sendmail")

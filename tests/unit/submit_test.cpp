@@ -1,4 +1,4 @@
-#include "leafmail/tools/submit.hpp"
+#include "leafmail/sendmail/submit.hpp"
 
 #include "leafmail/exit_status.hpp"
 #include "temp_dir.hpp"
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 using namespace leafmail;
-using namespace leafmail::tools;
+using namespace leafmail::sendmail;
 
 namespace {
 

@@ -1,11 +1,11 @@
-#include "leafmail/tools/message.hpp"
+#include "leafmail/sendmail/message.hpp"
 
 #include "leafmail/trace.hpp"
 
 #include <algorithm>
 #include <cctype>
 
-namespace leafmail::tools {
+namespace leafmail::sendmail {
 
 namespace {
 
@@ -454,4 +454,4 @@ fixed_header fix_header(const std::vector<header_field>& fields, const submissio
     return result;
 }
 
-} // namespace leafmail::tools
+} // namespace leafmail::sendmail

@@ -1,9 +1,9 @@
-#include "leafmail/tools/submit.hpp"
+#include "leafmail/sendmail/submit.hpp"
 
 #include "leafmail/exit_status.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/net/smtp_server.hpp"
-#include "leafmail/tools/message.hpp"
+#include "leafmail/sendmail/message.hpp"
 #include "leafmail/trace.hpp"
 
 #include <algorithm>
@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace leafmail::tools {
+namespace leafmail::sendmail {
 
 namespace fs = std::filesystem;
 
@@ -379,4 +379,4 @@ int sendmail_main(int argc, char* argv[])
     }
 }
 
-} // namespace leafmail::tools
+} // namespace leafmail::sendmail

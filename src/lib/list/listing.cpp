@@ -1,4 +1,4 @@
-#include "leafmail/tools/listing.hpp"
+#include "leafmail/list/listing.hpp"
 
 #include "leafmail/spool/queue_id.hpp"
 
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace leafmail::tools {
+namespace leafmail::list {
 
 namespace {
 
@@ -505,4 +505,4 @@ void write_json(std::ostream& out, const std::vector<listed_entry>& entries, std
     out << "]\n";
 }
 
-} // namespace leafmail::tools
+} // namespace leafmail::list

@@ -1,7 +1,7 @@
-#include "leafmail/tools/queue_actions.hpp"
+#include "leafmail/list/queue_actions.hpp"
 
 #include "leafmail/spool/queue_id.hpp"
-#include "leafmail/tools/listing.hpp"
+#include "leafmail/list/listing.hpp"
 
 #include <optional>
 #include <system_error>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace leafmail::tools {
+namespace leafmail::list {
 
 namespace {
 
@@ -156,4 +156,4 @@ action_result apply_action(spool::spool& spool, queue_action action, std::string
     }
 }
 
-} // namespace leafmail::tools
+} // namespace leafmail::list

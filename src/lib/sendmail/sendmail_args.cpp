@@ -1,6 +1,6 @@
-#include "leafmail/tools/sendmail_args.hpp"
+#include "leafmail/sendmail/sendmail_args.hpp"
 
-namespace leafmail::tools {
+namespace leafmail::sendmail {
 
 namespace {
 
@@ -197,4 +197,4 @@ std::string sendmail_help()
            "try again; 78 configuration error.\n";
 }
 
-} // namespace leafmail::tools
+} // namespace leafmail::sendmail

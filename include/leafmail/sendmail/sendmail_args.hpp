@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace leafmail::tools {
+namespace leafmail::sendmail {
 
 enum class sendmail_mode {
     deliver,      // -bm (default): read a message on stdin and spool it
@@ -47,4 +47,4 @@ public:
 /// The --help text (every option it names is in leafmail-sendmail(8)).
 [[nodiscard]] std::string sendmail_help();
 
-} // namespace leafmail::tools
+} // namespace leafmail::sendmail

@@ -5,7 +5,7 @@
 // Never runs threads or an event loop on this path: a cron job's sendmail must start fast.
 #include "leafmail/config.hpp"
 #include "leafmail/spool/spool.hpp"
-#include "leafmail/tools/sendmail_args.hpp"
+#include "leafmail/sendmail/sendmail_args.hpp"
 
 #include <ctime>
 #include <filesystem>
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace leafmail::tools {
+namespace leafmail::sendmail {
 
 /// Who is submitting: the real user id, never the environment.
 struct submitter {
@@ -71,4 +71,4 @@ void drop_setgid_privilege();
 /// The whole leafmail-sendmail command; returns its exit status.
 [[nodiscard]] int sendmail_main(int argc, char* argv[]);
 
-} // namespace leafmail::tools
+} // namespace leafmail::sendmail

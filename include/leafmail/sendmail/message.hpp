@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace leafmail::tools {
+namespace leafmail::sendmail {
 
 /// Input bytes → CRLF lines. LF and CRLF line ends are both accepted (a bare LF becomes CRLF,
 /// and so does a CR not followed by LF). Unless ignore_dots (-i, -oi), a line holding
@@ -104,4 +104,4 @@ struct fixed_header {
 [[nodiscard]] fixed_header fix_header(const std::vector<header_field>& fields,
                                       const submission_fix& fix);
 
-} // namespace leafmail::tools
+} // namespace leafmail::sendmail

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace leafmail::tools {
+namespace leafmail::list {
 
 enum class queue_action {
     remove,  // --delete: the entry is gone for good, from whatever area
@@ -32,4 +32,4 @@ struct action_result {
 [[nodiscard]] action_result apply_action(spool::spool& spool, queue_action action,
                                          std::string_view id, std::time_t now);
 
-} // namespace leafmail::tools
+} // namespace leafmail::list

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace leafmail::tools {
+namespace leafmail::list {
 
 struct listed_entry {
     spool::area where = spool::area::queue;
@@ -65,4 +65,4 @@ void write_details(std::ostream& out, const listed_entry& entry, std::string_vie
 void write_json(std::ostream& out, const std::vector<listed_entry>& entries, std::int64_t now,
                 const std::vector<std::string>& headers = {});
 
-} // namespace leafmail::tools
+} // namespace leafmail::list

@@ -3,7 +3,7 @@
 // exit status. The work itself is in listing.hpp and queue_actions.hpp.
 #include <boost/program_options/options_description.hpp>
 
-namespace leafmail::tools {
+namespace leafmail::list {
 
 /// leafmail-list's own flags (the configuration keys come on top), for --help and the man page.
 [[nodiscard]] boost::program_options::options_description list_flags();
@@ -12,4 +12,4 @@ namespace leafmail::tools {
 /// 75 an entry was busy, 73/77 spool not usable, 78 configuration.
 [[nodiscard]] int list_main(int argc, char* argv[]);
 
-} // namespace leafmail::tools
+} // namespace leafmail::list

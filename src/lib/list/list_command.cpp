@@ -1,10 +1,10 @@
-#include "leafmail/tools/list_command.hpp"
+#include "leafmail/list/list_command.hpp"
 
 #include "leafmail/config.hpp"
 #include "leafmail/exit_status.hpp"
 #include "leafmail/spool/queue_id.hpp"
-#include "leafmail/tools/listing.hpp"
-#include "leafmail/tools/queue_actions.hpp"
+#include "leafmail/list/listing.hpp"
+#include "leafmail/list/queue_actions.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -14,7 +14,7 @@
 #include <optional>
 #include <sysexits.h>
 
-namespace leafmail::tools {
+namespace leafmail::list {
 
 namespace po = boost::program_options;
 
@@ -205,4 +205,4 @@ int list_main(int argc, char* argv[])
     }
 }
 
-} // namespace leafmail::tools
+} // namespace leafmail::list
