@@ -3,7 +3,9 @@
 #include "leafmail/config.hpp"
 #include "leafmail/exit_status.hpp"
 #include "leafmail/log.hpp"
+#include "leafmail/privileges.hpp"
 #include "leafmail/relay/flush.hpp"
+#include "leafmail/spool/spool.hpp"
 
 #include <boost/program_options.hpp>
 #include <iostream>
@@ -84,6 +86,10 @@ int main(int argc, char* argv[])
                                {"bounces", std::to_string(summary.bounces)}}));
         return relay::exit_status_of(summary);
     } catch (const config_error& e) {
+        return fatal(e.what(), exit_status::config);
+    } catch (const spool_owner_error& e) {
+        return fatal(e.what(), exit_status::config);
+    } catch (const spool::missing_spool& e) {
         return fatal(e.what(), exit_status::config);
     } catch (const std::system_error& e) {
         // The spool is unusable (missing, permissions, disk): nothing more was relayed, and

@@ -4,8 +4,7 @@
 #include "leafmail/log.hpp"
 #include "leafmail/net/asio.hpp"
 #include "leafmail/net/smtp_server.hpp"
-#include "leafmail/privileges.hpp"
-#include "leafmail/spool/spool.hpp"
+#include "leafmail/receiver/start_up.hpp"
 
 #include <boost/program_options.hpp>
 #include <csignal>
@@ -22,6 +21,7 @@ po::options_description daemon_flags()
     po::options_description flags("leafmaild");
     flags.add_options()("help", "show this help and exit")("version", "show the version and exit")(
         "inetd", "serve one SMTP session on stdin/stdout (inetd, systemd Accept=yes) and exit")(
+        "setup-spool", "as root: create or complete the spool for the configured user, then exit")(
         "log", po::value<std::string>()->value_name("WHERE")->default_value("syslog"),
         "syslog or stderr")("verbose", "also log debug lines");
     return flags;
@@ -69,43 +69,16 @@ int main(int argc, char* argv[])
     // write to a pipe the peer closed (inetd mode) gives EPIPE instead of SIGPIPE.
     std::signal(SIGXFSZ, SIG_IGN);
     std::signal(SIGPIPE, SIG_IGN);
-    // The sysexits status of a start-up failure depends on the step that failed.
-    int status_on_failure = exit_status::cant_create;
     try {
-        spool::spool spool(settings.spool);
-        if (!inetd) {
-            const auto report = spool.recover();
-            if (report.removed_temporaries + report.removed_orphan_states + report.reunited_states >
-                0)
-                log::info(log::fields(
-                    {{"event", "recovered"},
-                     {"removed-temporaries", std::to_string(report.removed_temporaries)},
-                     {"removed-orphan-states", std::to_string(report.removed_orphan_states)},
-                     {"reunited-states", std::to_string(report.reunited_states)}}));
+        if (parsed.flags.count("setup-spool")) {
+            receiver::set_up_spool_for(settings);
+            std::cout << "leafmaild: spool " << settings.spool.string() << " set up for "
+                      << settings.receiver.user << "\n";
+            return exit_status::ok;
         }
         net::asio::io_context io(1);
-        net::smtp_server server(io, settings, spool);
-        if (!inetd) {
-            try {
-                server.bind();
-            } catch (const std::system_error& e) {
-                // EINVAL: a listen value that is no address; EACCES: a privileged port.
-                status_on_failure = e.code() == std::errc::invalid_argument ? exit_status::config
-                                    : e.code() == std::errc::permission_denied
-                                        ? exit_status::no_permission
-                                        : exit_status::os_error;
-                throw;
-            }
-        }
-        if (!settings.receiver.user.empty() && ::geteuid() == 0) {
-            status_on_failure = exit_status::no_user;
-            const user_ids user = lookup_user(settings.receiver.user);
-            status_on_failure = exit_status::cant_create;
-            hand_over_spool(settings.spool, user);
-            status_on_failure = exit_status::no_permission;
-            drop_privileges(user);
-        }
-        status_on_failure = exit_status::os_error;
+        receiver::started_daemon daemon = receiver::start_daemon(io, settings, inetd);
+        net::smtp_server& server = *daemon.server;
 
         net::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
         std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -132,13 +105,15 @@ int main(int argc, char* argv[])
         };
 
         if (inetd)
-            server.serve_inetd(STDIN_FILENO, STDOUT_FILENO);
+            server.serve_inetd(*daemon.spool, STDIN_FILENO, STDOUT_FILENO);
         else
-            server.start();
+            server.start(*daemon.spool);
         io.run();
         return exit_status::ok;
+    } catch (const receiver::start_up_error& e) {
+        return fatal(e.what(), e.exit_status());
     } catch (const std::system_error& e) {
-        return fatal(e.what(), status_on_failure);
+        return fatal(e.what(), exit_status::os_error);
     } catch (const std::exception& e) {
         return fatal(e.what(), exit_status::software);
     }

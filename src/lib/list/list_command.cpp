@@ -2,9 +2,10 @@
 
 #include "leafmail/config.hpp"
 #include "leafmail/exit_status.hpp"
-#include "leafmail/spool/queue_id.hpp"
 #include "leafmail/list/listing.hpp"
 #include "leafmail/list/queue_actions.hpp"
+#include "leafmail/privileges.hpp"
+#include "leafmail/spool/queue_id.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -166,6 +167,13 @@ int list_main(int argc, char* argv[])
                                              : std::vector<std::string>{};
     const bool json = parsed.flags["json"].as<bool>();
     try {
+        // Root works in the spool only as its owner (state files stay the owner's).
+        become_spool_owner(parsed.settings.spool, parsed.settings.receiver.user);
+        if (!action && ids.empty() && spool::has_no_areas(parsed.settings.spool)) {
+            // Made (by mkdir or install) but never used: nothing is queued.
+            std::cout << (json ? "[]" : "spool is empty") << std::endl;
+            return exit_status::ok;
+        }
         spool::spool spool(parsed.settings.spool, false);
         if (action)
             return run_actions(spool, *action, ids);
@@ -193,6 +201,9 @@ int list_main(int argc, char* argv[])
     } catch (const po::error& e) {
         std::cerr << "leafmail-list: " << e.what() << "\nTry 'leafmail-list --help'.\n";
         return exit_status::usage;
+    } catch (const spool_owner_error& e) {
+        std::cerr << "leafmail-list: " << e.what() << "\n";
+        return exit_status::config;
     } catch (const std::system_error& e) {
         std::cerr << "leafmail-list: " << e.what() << "\n";
         const int code = e.code().value();

@@ -1,9 +1,11 @@
 #include "leafmail/relay/flush.hpp"
 
 #include "leafmail/exit_status.hpp"
+#include "leafmail/intake/intake.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/net/relay_connection.hpp"
 #include "leafmail/net/tls_context.hpp"
+#include "leafmail/privileges.hpp"
 #include "leafmail/relay/credentials.hpp"
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/dsn.hpp"
@@ -249,7 +251,12 @@ private:
             log::warning(
                 log::fields({{"event", "bounce-headers"}, {"id", j.id}, {"error", e.what()}}));
         }
-        spool::entry_writer writer = spool_.create_entry();
+        intake::source from;
+        from.from = intake::origin::dsn;
+        // RFC 5321 section 4.5.5: notifications use the null reverse-path.
+        intake::new_entry writer =
+            intake::begin_entry(spool_, {settings_.hostname, 0}, from, "", {j.env.reverse_path},
+                                static_cast<std::time_t>(now));
         dsn_request request;
         request.reporting_host = settings_.hostname;
         request.remote_host = remote_host;
@@ -261,16 +268,9 @@ private:
         request.recipients = recipients;
         request.original_headers = header_section(start, max_bounced_headers);
         writer.write(make_dsn(request));
-        spool::envelope env;
-        env.queued_at = now;
-        env.origin = "dsn";
-        env.reverse_path = ""; // RFC 5321 section 4.5.5: notifications use the null path
-        spool::recipient to;
-        to.address = j.env.reverse_path;
-        env.recipients.push_back(std::move(to));
-        env.is_bounce = 1;
+        writer.envelope().is_bounce = 1;
         std::string bounce_id = writer.id();
-        writer.commit(std::move(env));
+        writer.commit();
         ++bounces;
         log::info(log::fields({{"event", "bounce"},
                                {"id", bounce_id},
@@ -356,6 +356,7 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     };
 
     check_relay_settings(settings);
+    become_spool_owner(settings.spool, settings.receiver.user); // root never works in it
     spool::spool spool(settings.spool, false);
     if (options.dry_run) {
         dry_run(spool, settings, now(), summary);

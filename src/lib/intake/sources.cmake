@@ -1,0 +1,3 @@
+target_sources(leafmail PRIVATE
+  lib/intake/intake.cpp
+)

@@ -1,0 +1,3 @@
+target_sources(leafmail PRIVATE
+  lib/receiver/start_up.cpp
+)
