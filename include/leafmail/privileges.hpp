@@ -3,6 +3,8 @@
 // spool's owner (the configured user, else the owner of the spool directory) before it opens
 // anything there, and refuses a spool that belongs to someone else. Throws std::system_error
 // naming the step, or spool_owner_error (a configuration problem, exit 78).
+#include "leafmail/config.hpp"
+
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -15,10 +17,11 @@ struct user_ids {
     unsigned gid = 0;
 };
 
-/// The spool belongs to another account than the one configured to own it.
-class spool_owner_error : public std::runtime_error {
+/// The spool belongs to another account than the one configured to own it: a
+/// configuration problem (exit 78 through every program's runner).
+class spool_owner_error : public config_error {
 public:
-    using std::runtime_error::runtime_error;
+    using config_error::config_error;
 };
 
 /// Looks the user up in the password database. Throws std::system_error if unknown.

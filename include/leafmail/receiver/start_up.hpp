@@ -6,6 +6,7 @@
 #include "leafmail/config.hpp"
 #include "leafmail/net/asio.hpp"
 #include "leafmail/net/smtp_server.hpp"
+#include "leafmail/program.hpp"
 #include "leafmail/spool/spool.hpp"
 
 #include <memory>
@@ -17,18 +18,17 @@ namespace leafmail::receiver {
 enum class start_up_step { find_owner, set_up_spool, bind, drop_privileges, open_spool, recover };
 [[nodiscard]] std::string_view to_string(start_up_step step);
 
-class start_up_error : public std::runtime_error {
+/// A start-up failure: its step, and (as a program_error) its sysexits status.
+class start_up_error : public program_error {
 public:
     start_up_error(start_up_step step, int exit_status, const std::string& what)
-        : std::runtime_error(what), step_(step), exit_status_(exit_status)
+        : program_error(exit_status, what), step_(step)
     {
     }
     [[nodiscard]] start_up_step step() const { return step_; }
-    [[nodiscard]] int exit_status() const { return exit_status_; }
 
 private:
     start_up_step step_;
-    int exit_status_;
 };
 
 /// A daemon ready to run: its spool (owned and recovered) and its bound server.
@@ -46,5 +46,10 @@ struct started_daemon {
 /// configured user with explicit modes, and refuses a tree someone else owns. Throws
 /// start_up_error.
 void set_up_spool_for(const config& settings);
+
+/// leafmaild for the program runner: its flags and help, and the body that starts the
+/// daemon (or sets the spool up), serves until SIGTERM and rereads the configuration on SIGHUP.
+[[nodiscard]] program daemon_program();
+[[nodiscard]] int run_daemon(const program_context& context);
 
 } // namespace leafmail::receiver

@@ -4,7 +4,11 @@
 #include "leafmail/log.hpp"
 #include "leafmail/privileges.hpp"
 
+#include <boost/program_options.hpp>
 #include <cerrno>
+#include <csignal>
+#include <functional>
+#include <iostream>
 #include <optional>
 #include <sys/stat.h>
 #include <system_error>
@@ -146,6 +150,75 @@ void set_up_spool_for(const config& settings)
         throw start_up_error(start_up_step::find_owner, exit_status::no_user, e.what());
     }
     set_up(settings, owner);
+}
+
+program daemon_program()
+{
+    program p;
+    p.name = "leafmaild";
+    p.usage = "Usage: leafmaild [options]\nAccepts mail over SMTP and spools it durably.\n";
+    p.flags.add_options()(
+        "inetd", "serve one SMTP session on stdin/stdout (inetd, systemd Accept=yes) and exit")(
+        "setup-spool", "as root: create or complete the spool for the configured user, then exit")(
+        "verbose", "also log debug lines");
+    p.keys = config_keys::daemon;
+    p.log = log::destination::syslog;
+    p.status_of_system_error = [](const std::system_error&) { return exit_status::os_error; };
+    return p;
+}
+
+int run_daemon(const program_context& context)
+{
+    const config& settings = context.parsed.settings;
+    if (context.parsed.flags.count("setup-spool")) {
+        set_up_spool_for(settings);
+        std::cout << "leafmaild: spool " << settings.spool.string() << " set up for "
+                  << settings.receiver.user << "\n";
+        return exit_status::ok;
+    }
+    const bool inetd = context.parsed.flags.count("inetd") > 0;
+    // Failures must come back as errors, not as signals that kill every session at once:
+    // a write past RLIMIT_FSIZE gives EFBIG (a 452 for that message) instead of SIGXFSZ, and a
+    // write to a pipe the peer closed (inetd mode) gives EPIPE instead of SIGPIPE.
+    std::signal(SIGXFSZ, SIG_IGN);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    net::asio::io_context io(1);
+    started_daemon daemon = start_daemon(io, settings, inetd);
+    net::smtp_server& server = *daemon.server;
+
+    net::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int number) {
+            if (ec)
+                return;
+            if (number == SIGHUP) {
+                // A configuration that cannot be read (a directory, a parse error) leaves the
+                // running one in place.
+                try {
+                    server.reload(context.reread_config());
+                } catch (const std::exception& e) {
+                    log::error(log::fields({{"event", "reload-failed"}, {"error", e.what()}}));
+                }
+            } else {
+                server.shut_down(settings.receiver.shutdown_grace);
+            }
+            signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
+    server.on_stopped = [&] {
+        boost::system::error_code ignored;
+        signals.cancel(ignored);
+        if (!inetd)
+            log::info(log::fields({{"event", "stopped"}}));
+    };
+
+    if (inetd)
+        server.serve_inetd(*daemon.spool, STDIN_FILENO, STDOUT_FILENO);
+    else
+        server.start(*daemon.spool);
+    io.run();
+    return exit_status::ok;
 }
 
 } // namespace leafmail::receiver
