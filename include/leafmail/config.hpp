@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace leafmail {
@@ -110,6 +111,14 @@ log_destination_flag(const boost::program_options::variables_map& flags);
 /// Reads only a configuration file (for tools with a command line of their own, such as
 /// leafmail-sendmail). A missing file is an error only when must_exist.
 [[nodiscard]] config load_config_file(const std::filesystem::path& file, bool must_exist);
+
+/// True when name has a dot between two labels, the least a smarthost takes for the fully
+/// qualified name RFC 5321 section 4.1.1.1 wants in EHLO. Address literals ("[...]") count.
+[[nodiscard]] bool is_dotted_name(std::string_view name);
+
+/// The EHLO name when `helo` is not set: hostname when it is dotted, else hostname + "." +
+/// domain when domain is dotted, else hostname as it is (a flush then warns). No DNS.
+[[nodiscard]] std::string default_helo(std::string_view hostname, std::string_view domain);
 
 /// Checks values that need more than a type (ports, files). Throws config_error.
 void validate(const config& settings, const std::filesystem::path& file);

@@ -63,7 +63,10 @@ constexpr key_info keys[] = {
     {"auth-password-file",
      "file holding the AUTH password; must not be readable by group or others", flush_key},
     {"auth-over-plaintext", "allow AUTH without TLS: yes | no (default no)", flush_key},
-    {"helo", "name sent in EHLO/HELO to the smarthost (default: hostname)", flush_key},
+    {"helo",
+     "name sent in EHLO/HELO to the smarthost (default: hostname if dotted, else "
+     "hostname.domain)",
+     flush_key},
     {"connect-timeout", "seconds to connect to the smarthost (default 30)", flush_key},
     {"timeout", "seconds to wait for each smarthost reply (default 300)", flush_key},
     {"data-timeout", "seconds to wait for the reply to the final dot (default 600)", flush_key},
@@ -418,9 +421,26 @@ parsed_command_line parse_command_line(int argc, const char* const argv[],
     if (c.domain.empty())
         c.domain = c.hostname;
     if (c.relay.helo.empty())
-        c.relay.helo = c.hostname;
+        c.relay.helo = default_helo(c.hostname, c.domain);
     validate(c, result.config_file);
     return result;
+}
+
+bool is_dotted_name(std::string_view name)
+{
+    if (name.size() > 2 && name.front() == '[' && name.back() == ']')
+        return true; // an address literal (RFC 5321 section 4.1.3)
+    const auto dot = name.find('.');
+    return dot != std::string_view::npos && dot > 0 && dot + 1 < name.size();
+}
+
+std::string default_helo(std::string_view hostname, std::string_view domain)
+{
+    if (is_dotted_name(hostname))
+        return std::string(hostname);
+    if (is_dotted_name(domain))
+        return std::string(hostname) + "." + std::string(domain);
+    return std::string(hostname);
 }
 
 log::destination log_destination_flag(const po::variables_map& flags)

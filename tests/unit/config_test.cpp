@@ -158,3 +158,27 @@ TEST_CASE("bad command-line flags are usage errors, bad values on it are config 
     CHECK_THROWS_WITH(parse({"--config", file.path, "--max-recipients", "x"}),
                       Catch::Contains("command line"));
 }
+
+TEST_CASE("the EHLO name defaults to a dotted name when one can be made without DNS")
+{
+    CHECK(default_helo("laptop.example.org", "example.net") == "laptop.example.org");
+    CHECK(default_helo("laptop", "example.org") == "laptop.example.org");
+    CHECK(default_helo("laptop", "laptop") == "laptop");
+    CHECK(default_helo("laptop", "") == "laptop");
+    CHECK(is_dotted_name("laptop.example.org"));
+    CHECK(is_dotted_name("[192.0.2.1]"));
+    CHECK_FALSE(is_dotted_name("laptop"));
+    CHECK_FALSE(is_dotted_name(".laptop"));
+    CHECK_FALSE(is_dotted_name("laptop."));
+    CHECK_FALSE(is_dotted_name(""));
+}
+
+TEST_CASE("helo comes from hostname and domain unless it is set")
+{
+    config_file bare("hostname = laptop\ndomain = example.org\n");
+    CHECK(parse({"--config", bare.path}).settings.relay.helo == "laptop.example.org");
+    config_file set("hostname = laptop\ndomain = example.org\nhelo = relay.example.net\n");
+    CHECK(parse({"--config", set.path}).settings.relay.helo == "relay.example.net");
+    config_file alone("hostname = laptop\n");
+    CHECK(parse({"--config", alone.path}).settings.relay.helo == "laptop");
+}
