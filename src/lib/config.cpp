@@ -64,7 +64,8 @@ constexpr key_info keys[] = {
      "file holding the AUTH password; must not be readable by group or others", flush_key},
     {"auth-over-plaintext", "allow AUTH without TLS: yes | no (default no)", flush_key},
     {"helo",
-     "name sent in EHLO/HELO to the smarthost (default: hostname if dotted, else hostname.domain)",
+     "name sent in EHLO/HELO to the smarthost (default: hostname if dotted, else "
+     "hostname.domain)",
      flush_key},
     {"connect-timeout", "seconds to connect to the smarthost (default 30)", flush_key},
     {"timeout", "seconds to wait for each smarthost reply (default 300)", flush_key},
