@@ -2,4 +2,5 @@
 target_sources(unit_tests PRIVATE
   unit/retry_schedule_test.cpp
   unit/route_backoff_test.cpp
+  unit/netlink_test.cpp
 )
