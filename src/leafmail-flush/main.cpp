@@ -4,6 +4,7 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/relay/flush.hpp"
+#include "leafmail/watch/watcher.hpp"
 
 #include <boost/program_options.hpp>
 #include <iostream>
@@ -20,6 +21,9 @@ po::options_description flush_flags()
     flags.add_options()("help", "show this help and exit")("version", "show the version and exit")(
         "verbose", "log the SMTP dialogue with the smarthost (AUTH payloads masked)")(
         "dry-run", "show what would be sent and to where; change nothing")(
+        "watch", "keep running: relay new mail at once, retry on a schedule, follow the link "
+                 "(until SIGTERM)")(
+        "kick", "tell a running watcher the link is up (retry at once); without one, say so")(
         "lock-timeout", po::value<unsigned>()->value_name("SECONDS")->default_value(300),
         "wait at most this long for another flush to finish")(
         "log", po::value<std::string>()->value_name("WHERE")->default_value("stderr"),
@@ -52,8 +56,13 @@ int main(int argc, char* argv[])
         options.verbose = parsed.flags.count("verbose") > 0;
         log::set_verbose(options.verbose);
         options.dry_run = parsed.flags.count("dry-run") > 0;
+        if (parsed.flags.count("watch") + parsed.flags.count("kick") +
+                parsed.flags.count("dry-run") >
+            1)
+            throw po::error("--watch, --kick and --dry-run exclude each other");
         options.lock_timeout = std::chrono::seconds(parsed.flags["lock-timeout"].as<unsigned>());
-        relay::check_relay_settings(parsed.settings);
+        if (!parsed.flags.count("kick")) // a kick only needs the spool
+            relay::check_relay_settings(parsed.settings);
     } catch (const config_error& e) {
         std::cerr << "leafmail-flush: " << e.what() << "\n";
         return exit_status::config;
@@ -71,6 +80,21 @@ int main(int argc, char* argv[])
         return status;
     };
     try {
+        if (parsed.flags.count("kick")) {
+            // Scripts call this unconditionally: no watcher is not an error (exit 0).
+            const auto result = watch::kick_watcher(parsed.settings);
+            std::cout << (result == watch::kick_result::kicked
+                              ? "leafmail-flush: watcher kicked\n"
+                              : "leafmail-flush: no watcher running\n")
+                      << std::flush;
+            return exit_status::ok;
+        }
+        if (parsed.flags.count("watch")) {
+            watch::watch_options watch_options;
+            watch_options.verbose = options.verbose;
+            watch::run_watcher(parsed.settings, watch_options);
+            return exit_status::ok;
+        }
         relay::flush_summary summary = relay::run_flush(parsed.settings, options);
         if (summary.lock_busy)
             std::cerr

@@ -5,6 +5,7 @@
 // old. Never touches hold/; an entry locked by another tool is skipped this time.
 #include "leafmail/config.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +19,12 @@ struct flush_options {
     std::chrono::milliseconds lock_timeout{std::chrono::minutes(5)};
     bool verbose = false;              // log the SMTP dialogue, secrets masked
     std::function<std::int64_t()> now; // Unix seconds; default the system clock
+    /// When set and true, no further message is started: the one in flight finishes and the
+    /// flush ends (the watcher's SIGTERM).
+    const std::atomic<bool>* stop = nullptr;
+    /// Each connection's end at info level; the watcher logs changes of state instead, so
+    /// for it these are debug lines (one per probe would flood the log).
+    bool log_each_connection = true;
 };
 
 struct flush_summary {
@@ -28,6 +35,10 @@ struct flush_summary {
     double seconds = 0;
     bool lock_busy = false; // another flush held the lock beyond lock_timeout
     bool smarthost_unreachable = false;
+    bool connected = false; // at least one connection reached the smarthost
+    /// Why a connection failed before any message went out (unreachable, TLS, greeting,
+    /// AUTH); empty when none did.
+    std::string connection_failure;
 };
 
 /// Runs a flush. Throws config_error for settings that cannot work (no smarthost, a bad

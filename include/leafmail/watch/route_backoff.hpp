@@ -3,6 +3,7 @@
 // down, kick, new mail, connection failed, smarthost reached), a decision out (connect now,
 // wait until a time, idle, paused for the link). Pure: the caller passes the time, the
 // jitter is injected, nothing here touches a socket, a file or a clock.
+#include "leafmail/watch/auto_connect.hpp"
 #include "leafmail/watch/retry_schedule.hpp"
 
 #include <chrono>
@@ -14,13 +15,6 @@
 namespace leafmail::watch {
 
 using clock = std::chrono::steady_clock;
-
-/// `auto-connect`: always = whenever mail is due and a default route exists; on_link =
-/// only after a link-up event or a kick, for metered and dial-on-demand links where any
-/// packet to the smarthost dials.
-enum class auto_connect { always, on_link };
-[[nodiscard]] std::string_view to_string(auto_connect mode);
-[[nodiscard]] std::optional<auto_connect> auto_connect_from_string(std::string_view text);
 
 /// What the route looks like from outside, for logs and `leafmail-list --status`.
 enum class route_condition { ok, backing_off, waiting_for_link };

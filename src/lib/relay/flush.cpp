@@ -48,8 +48,9 @@ std::string_view to_string(smtp::delivery_status s)
 /// Thread-safe: several connections may share it.
 class queue_relay : public net::relay_job_source {
 public:
-    queue_relay(spool::spool& spool, const config& settings, std::function<std::int64_t()> now)
-        : spool_(spool), settings_(settings), now_(std::move(now))
+    queue_relay(spool::spool& spool, const config& settings, std::function<std::int64_t()> now,
+                const std::atomic<bool>* stop)
+        : spool_(spool), settings_(settings), now_(std::move(now)), stop_(stop)
     {
         for (auto& id : spool_.list(spool::area::queue)) {
             known_.insert(id);
@@ -62,6 +63,8 @@ public:
     bool has_work()
     {
         std::lock_guard lock(mutex_);
+        if (is_stopping())
+            return false;
         if (!ready_)
             ready_ = prepare();
         return ready_.has_value();
@@ -70,6 +73,8 @@ public:
     std::optional<net::relay_job> next() override
     {
         std::lock_guard lock(mutex_);
+        if (is_stopping())
+            return std::nullopt; // the message in flight finishes, no new one starts
         if (!ready_)
             ready_ = prepare();
         if (!ready_)
@@ -139,6 +144,8 @@ public:
     std::size_t bounces = 0;
 
 private:
+    bool is_stopping() const { return stop_ && stop_->load(); }
+
     struct job {
         std::string id;
         spool::envelope env;
@@ -282,6 +289,7 @@ private:
     spool::spool& spool_;
     const config& settings_;
     std::function<std::int64_t()> now_;
+    const std::atomic<bool>* stop_;
     std::mutex mutex_;
     std::deque<std::string> ids_;
     std::unordered_set<std::string> known_;
@@ -378,7 +386,7 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     }
     spool.recover();
 
-    queue_relay source(spool, settings, now);
+    queue_relay source(spool, settings, now, options.stop);
     source.expire_old_entries();
 
     std::mutex summary_mutex;
@@ -387,10 +395,18 @@ flush_summary run_flush(const config& settings, const flush_options& options)
             net::relay_connection_result r =
                 net::relay_over_one_connection(tls, endpoint, client, source);
             std::string why = r.failure ? r.failure->to_string() : std::string();
-            log::info(log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
-                                   {"relay", endpoint.host + ":" + std::to_string(endpoint.port)},
-                                   {"messages", std::to_string(r.messages_attempted)},
-                                   {"reason", why.empty() ? "done" : why}}));
+            log::write(
+                options.log_each_connection ? log::level::info : log::level::debug,
+                log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
+                             {"relay", endpoint.host + ":" + std::to_string(endpoint.port)},
+                             {"messages", std::to_string(r.messages_attempted)},
+                             {"reason", why.empty() ? "done" : why}}));
+            {
+                std::lock_guard lock(summary_mutex);
+                summary.connected = summary.connected || r.connected;
+                if (!r.connected || (r.failure && r.messages_attempted == 0))
+                    summary.connection_failure = why.empty() ? "connection failed" : why;
+            }
             if (!r.connected) {
                 std::lock_guard lock(summary_mutex);
                 summary.smarthost_unreachable = true;

@@ -4,4 +4,5 @@ target_sources(leafmail PRIVATE
   lib/watch/retry_schedule.cpp
   lib/watch/route_backoff.cpp
   lib/watch/netlink.cpp
+  lib/watch/watcher.cpp
 )
