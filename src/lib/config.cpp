@@ -64,7 +64,7 @@ constexpr key_info keys[] = {
     {"retry-max", "watcher: longest wait between attempts (default 1h)"},
     {"auto-connect",
      "watcher: always (whenever a default route exists) | on-link (only after a link-up event "
-     "or a --kick; for metered and dial-on-demand links) (default always)"},
+     "or a kick; for metered and dial-on-demand links) (default always)"},
 };
 
 [[noreturn]] void bad_value(const std::string& where, std::string_view key,
