@@ -61,6 +61,7 @@ struct relay_settings {
     std::chrono::seconds retry_min{60};
     std::chrono::seconds retry_max{3600};
     watch::auto_connect auto_connect = watch::auto_connect::always;
+    std::chrono::seconds warn_after{4 * 3600}; // one "delayed" notice after this; 0 = none
 
     /// The port to use: the one in smarthost, else 25 / 587 / 465 by tls mode.
     [[nodiscard]] std::string host() const;

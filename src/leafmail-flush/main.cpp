@@ -21,8 +21,9 @@ po::options_description flush_flags()
     flags.add_options()("help", "show this help and exit")("version", "show the version and exit")(
         "verbose", "log the SMTP dialogue with the smarthost (AUTH payloads masked)")(
         "dry-run", "show what would be sent and to where; change nothing")(
-        "watch", "keep running: relay new mail at once, retry on a schedule, follow the link "
-                 "(until SIGTERM)")(
+        "watch",
+        "keep running: relay new mail at once, retry on a schedule, follow the link "
+        "(until SIGTERM)")("due-only", "send only entries whose scheduled next attempt has come")(
         "kick", "tell a running watcher the link is up (retry at once); without one, say so")(
         "lock-timeout", po::value<unsigned>()->value_name("SECONDS")->default_value(300),
         "wait at most this long for another flush to finish")(
@@ -56,6 +57,7 @@ int main(int argc, char* argv[])
         options.verbose = parsed.flags.count("verbose") > 0;
         log::set_verbose(options.verbose);
         options.dry_run = parsed.flags.count("dry-run") > 0;
+        options.due_only = parsed.flags.count("due-only") > 0;
         if (parsed.flags.count("watch") + parsed.flags.count("kick") +
                 parsed.flags.count("dry-run") >
             1)

@@ -62,6 +62,9 @@ constexpr key_info keys[] = {
     {"max-queue-age", "a message pending longer than this bounces (default 5d)"},
     {"retry-min", "watcher: first wait after a failed attempt, doubling (default 1m)"},
     {"retry-max", "watcher: longest wait between attempts (default 1h)"},
+    {"warn-after",
+     "a message still pending this long gets one delay notice to its sender; 0 = never "
+     "(default 4h)"},
     {"auto-connect",
      "watcher: always (whenever a default route exists) | on-link (only after a link-up event "
      "or a kick; for metered and dial-on-demand links) (default always)"},
@@ -271,6 +274,8 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         s.retry_min = parse_duration(where, key, v);
     } else if (key == "retry-max") {
         s.retry_max = parse_duration(where, key, v);
+    } else if (key == "warn-after") {
+        s.warn_after = v == "0" ? std::chrono::seconds(0) : parse_duration(where, key, v);
     } else if (key == "auto-connect") {
         const auto mode = watch::auto_connect_from_string(v);
         if (!mode)

@@ -6,6 +6,7 @@ the test makes (root; under CI=true they fail instead of skipping when that is i
 no packet leaves it, and the kernel's own TCP counters prove that on-link opens no connection
 before the link event."""
 
+import calendar
 import json
 import os
 import re
@@ -18,7 +19,8 @@ import threading
 import time
 import unittest
 
-from harness import (LEAFMAIL_FLUSH, LEAFMAIL_SENDMAIL, Daemon, entry_ids, wait_until)
+from harness import (LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, Daemon, entry_ids,
+                     wait_until)
 from smarthost import Smarthost, free_port
 
 SENDER = "alice@client.test"
@@ -299,6 +301,79 @@ class Stopping(WatchTestCase):
         self.assertTrue(os.path.exists(os.path.join(self.spool, "watch.sock")))
         self.assertEqual(w.stop(), 0)
         self.assertFalse(os.path.exists(os.path.join(self.spool, "watch.sock")))
+
+
+class Schedule(WatchTestCase):
+    def one_shot(self, port, *args):
+        config = os.path.join(self.workdir, "oneshot.conf")
+        open(config, "w").close()
+        return subprocess.run([LEAFMAIL_FLUSH, "--config", config, "--spool", self.spool, "--log",
+                               "stderr", "--tls", "none", "--smarthost", "127.0.0.1:%d" % port]
+                              + list(args), capture_output=True, timeout=120)
+
+    def listing(self, *args):
+        config = os.path.join(self.workdir, "list.conf")
+        open(config, "w").close()
+        result = subprocess.run([LEAFMAIL_LIST, "--config", config, "--spool", self.spool]
+                                + list(args), capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout.decode()
+
+    def test_a_deferred_entry_is_scheduled_and_due_only_respects_it(self):
+        server = self.smarthost()
+        server.behaviour.rcpt_replies["bob@remote.test"] = "450 4.2.0 busy"
+        self.queue("scheduled")
+        before = time.time()
+        self.assertEqual(self.one_shot(server.port).returncode, 75)
+        self.assertEqual(server.sessions, 1)
+        entry = json.loads(self.listing("--json"))[0]
+        next_attempt = calendar.timegm(time.strptime(entry["next_attempt"], "%Y-%m-%dT%H:%M:%SZ"))
+        # retry-min is 1m; jitter shortens by at most a fifth.
+        self.assertGreaterEqual(next_attempt, before + 47)
+        self.assertLessEqual(next_attempt, time.time() + 61)
+        self.assertRegex(self.listing(), r"next attempt in (1 min|[45][0-9] s)")
+        # --due-only: not due yet, so no connection at all.
+        result = self.one_shot(server.port, "--due-only")
+        self.assertEqual(result.returncode, 75, result.stderr)
+        self.assertEqual(server.sessions, 1)
+        # A plain flush is the user asking now: it goes.
+        self.assertEqual(self.one_shot(server.port).returncode, 75)
+        self.assertEqual(server.sessions, 2)
+
+
+class DelayWarnings(WatchTestCase):
+    def delay_notices(self, server):
+        return [m for m in list(server.messages)
+                if m.mail_from == "<>" and b"Action: delayed" in m.content]
+
+    def test_one_delay_notice_and_none_after_a_restart(self):
+        server = self.smarthost()
+        server.behaviour.rcpt_replies["bob@remote.test"] = "450 4.2.0 mailbox busy"
+        args = ("--warn-after", "2s", "--retry-min", "1s", "--retry-max", "2s")
+        w = self.watcher(server.port, *args)
+        self.queue("slow")
+        self.assertTrue(wait_until(lambda: self.delay_notices(server), timeout=15), w.log_text())
+        notice = self.delay_notices(server)[0]
+        self.assertEqual(notice.rcpt_tos, [SENDER])
+        self.assertIn(b"Subject: Delayed Mail (still being retried)", notice.content)
+        self.assertIn(b"Diagnostic-Code: smtp; 450 4.2.0 mailbox busy", notice.content)
+        time.sleep(5)  # several more rounds, each past warn-after
+        self.assertEqual(len(self.delay_notices(server)), 1, w.log_text())
+        self.assertEqual(w.stop(), 0)
+        again = self.watcher(server.port, *args)
+        time.sleep(5)
+        self.assertEqual(len(self.delay_notices(server)), 1, again.log_text())
+        self.assertEqual(len(entry_ids(self.spool)), 1)  # the message itself still waits
+
+    def test_no_delay_notice_for_the_null_sender(self):
+        server = self.smarthost()
+        server.behaviour.rcpt_replies["bob@remote.test"] = "450 4.2.0 mailbox busy"
+        w = self.watcher(server.port, "--warn-after", "1s", "--retry-min", "1s")
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", self.daemon.port, timeout=30) as client:
+            client.sendmail("<>", ["bob@remote.test"], message("from-null"))
+        time.sleep(5)
+        self.assertEqual(self.delay_notices(server), [], w.log_text())
 
 
 # ---- link events in a network namespace ----------------------------------------------------

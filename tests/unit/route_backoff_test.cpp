@@ -48,7 +48,7 @@ TEST_CASE("new mail is gathered briefly so that a burst goes in one connection")
 {
     auto route = make(auto_connect::always, true);
     route.connecting(t0);
-    route.reached(t0, false);
+    route.reached(t0, std::nullopt);
     CHECK(route.decide(t0, true).what == kind::idle); // queued mail was tried: nothing due
     route.new_mail(t0 + 1s);
     route.new_mail(t0 + 1s + 100ms);
@@ -57,7 +57,7 @@ TEST_CASE("new mail is gathered briefly so that a burst goes in one connection")
     CHECK(d.when == t0 + 1s + route_backoff::coalesce_new_mail);
     CHECK(route.decide(d.when, true).what == kind::connect_now);
     route.connecting(d.when);
-    route.reached(d.when + 1s, false);
+    route.reached(d.when + 1s, std::nullopt);
     CHECK(route.decide(d.when + 1s, false).what == kind::idle);
 }
 
@@ -139,7 +139,7 @@ TEST_CASE("on-link connects after a link-up and keeps delivering new mail while 
     route.link_up(t0 + 2s);
     CHECK(route.decide(t0 + 2s, true).what == kind::connect_now);
     route.connecting(t0 + 2s);
-    route.reached(t0 + 3s, false);
+    route.reached(t0 + 3s, std::nullopt);
     route.new_mail(t0 + 10s);
     CHECK(route.decide(t0 + 10s + route_backoff::coalesce_new_mail, true).what ==
           kind::connect_now);
@@ -154,22 +154,25 @@ TEST_CASE("on-link connects once on a kick even without a route, then waits for 
     route.kick(t0);
     CHECK(route.decide(t0, true).what == kind::connect_now);
     route.connecting(t0);
-    route.reached(t0 + 1s, true);
+    route.reached(t0 + 1s, t0 + 1min);
     CHECK(route.decide(t0 + 1h, true).what == kind::paused);
 }
 
-TEST_CASE("mail the smarthost deferred is retried on the schedule, not at once")
+TEST_CASE("mail the smarthost deferred waits for its scheduled time, not retried at once")
 {
     auto route = make(auto_connect::always, true);
     route.connecting(t0);
-    route.reached(t0 + 1s, true);
+    route.reached(t0 + 1s, t0 + 61s); // the earliest entry left is due in a minute
     auto d = route.decide(t0 + 2s, true);
     CHECK(d.what == kind::wait_until);
-    CHECK(d.when == t0 + 6s);
-    route.connecting(d.when);
-    route.reached(d.when, true);
-    CHECK(route.decide(d.when, true).when == d.when + 10s);
-    route.connecting(d.when + 10s);
-    route.reached(d.when + 10s, false);
-    CHECK(route.decide(d.when + 10s, true).what == kind::idle);
+    CHECK(d.when == t0 + 61s);
+    CHECK(route.decide(t0 + 61s, true).what == kind::connect_now);
+    route.connecting(t0 + 61s);
+    route.reached(t0 + 62s, std::nullopt);
+    CHECK(route.decide(t0 + 62s, true).what == kind::idle);
+    // New mail is not held back by the schedule of older entries.
+    route.reached(t0 + 63s, t0 + 1h);
+    route.new_mail(t0 + 64s);
+    CHECK(route.decide(t0 + 64s + route_backoff::coalesce_new_mail, true).what ==
+          kind::connect_now);
 }

@@ -52,9 +52,9 @@ public:
     /// The smarthost could not be reached (refused, timeout, TLS or greeting failure before
     /// any message): probe again later, with backoff.
     void connect_failed(clock::time_point now, std::string reason);
-    /// The smarthost was reached; left_pending: some mail stayed deferred, so the queue is
-    /// tried again on the retry schedule rather than at once.
-    void reached(clock::time_point now, bool left_pending);
+    /// The smarthost was reached. mail_due_at: when the earliest entry it left pending is
+    /// scheduled (each entry carries its next attempt time); nullopt when nothing was left.
+    void reached(clock::time_point now, std::optional<clock::time_point> mail_due_at);
 
     /// What to do now. queue_has_mail: queue/ holds entries (new or deferred).
     [[nodiscard]] decision decide(clock::time_point now, bool queue_has_mail) const;

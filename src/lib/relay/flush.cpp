@@ -9,6 +9,7 @@
 #include "leafmail/relay/dsn.hpp"
 #include "leafmail/spool/queue_id.hpp"
 #include "leafmail/spool/spool.hpp"
+#include "leafmail/watch/retry_schedule.hpp"
 
 #include <cstdio>
 #include <deque>
@@ -49,8 +50,9 @@ std::string_view to_string(smtp::delivery_status s)
 class queue_relay : public net::relay_job_source {
 public:
     queue_relay(spool::spool& spool, const config& settings, std::function<std::int64_t()> now,
-                const std::atomic<bool>* stop)
-        : spool_(spool), settings_(settings), now_(std::move(now)), stop_(stop)
+                const flush_options& options)
+        : spool_(spool), settings_(settings), now_(std::move(now)), stop_(options.stop),
+          due_only_(options.due_only), random_(watch::system_random_source())
     {
         for (auto& id : spool_.list(spool::area::queue)) {
             known_.insert(id);
@@ -104,6 +106,8 @@ public:
                                    {"relay", settings_.relay.smarthost},
                                    {"reply", r.why.to_string()}}));
         auto failed = apply_result(j.env, j.sent_indexes, result, now);
+        if (j.env.has_pending())
+            schedule_next_attempt(j.env, now);
         settle(j, failed, now, settings_.relay.host());
     }
 
@@ -129,6 +133,44 @@ public:
         }
     }
 
+    /// One RFC 3464 "delayed" notice for each entry pending longer than warn-after, never a
+    /// second: ids sort by arrival, so the walk stops at the first young one.
+    void warn_delayed_entries()
+    {
+        const std::int64_t warn_after = settings_.relay.warn_after.count();
+        if (warn_after <= 0)
+            return;
+        std::lock_guard lock(mutex_);
+        const std::int64_t now = now_();
+        for (const auto& id : ids_) {
+            const std::int64_t at = spool::queue_id_time(id);
+            if (at == 0 || now - at < warn_after)
+                break;
+            auto entry_lock = spool_.try_lock_entry(spool::area::queue, id);
+            if (!entry_lock)
+                continue;
+            auto env = load(id);
+            if (!env || !env->has_pending() || env->delay_notice_at != 0 || !should_notify(*env) ||
+                now - env->queued_at < warn_after)
+                continue;
+            std::vector<failed_recipient> waiting;
+            for (const auto& r : env->recipients)
+                if (r.state == spool::recipient_state::pending)
+                    waiting.push_back(
+                        {r.address, r.last_reply.empty() ? "4.0.0" : status_of_reply(r.last_reply),
+                         r.last_reply, !r.last_reply.empty()});
+            // Recorded before the notice is committed: a crash in between loses this one
+            // warning rather than ever sending a second.
+            env->delay_notice_at = now;
+            spool_.save_state(spool::area::queue, *env);
+            bounce(id, *env, waiting, now, settings_.relay.host(), true);
+            ++delay_notices;
+        }
+    }
+
+    /// Earliest next attempt among the entries left pending, 0 if none is known.
+    std::int64_t next_attempt_at() const { return next_attempt_at_; }
+
     /// Entries we saw that are still waiting in queue/.
     std::size_t count_still_pending() const
     {
@@ -142,9 +184,30 @@ public:
     std::size_t sent = 0;
     std::size_t failed = 0;
     std::size_t bounces = 0;
+    std::size_t delay_notices = 0;
 
 private:
     bool is_stopping() const { return stop_ && stop_->load(); }
+
+    void note_next_attempt(std::int64_t at)
+    {
+        if (at > 0 && (next_attempt_at_ == 0 || at < next_attempt_at_))
+            next_attempt_at_ = at;
+    }
+
+    /// After a deferral: retry-min doubling with each attempt that reached the smarthost, up
+    /// to retry-max, with jitter (watch/retry_schedule.hpp).
+    void schedule_next_attempt(spool::envelope& env, std::int64_t now)
+    {
+        std::uint32_t attempts = 0;
+        for (const auto& r : env.recipients)
+            if (r.state == spool::recipient_state::pending)
+                attempts = std::max(attempts, r.attempts);
+        const auto delay = watch::retry_delay(
+            {settings_.relay.retry_min, settings_.relay.retry_max}, attempts, random_());
+        env.next_attempt_at = now + std::chrono::ceil<std::chrono::seconds>(delay).count();
+        note_next_attempt(env.next_attempt_at);
+    }
 
     struct job {
         std::string id;
@@ -198,6 +261,10 @@ private:
                 expire_job(j, now);
                 continue;
             }
+            if (due_only_ && j.env.next_attempt_at > now) {
+                note_next_attempt(j.env.next_attempt_at);
+                continue; // its time has not come; the lock goes with j
+            }
             try {
                 j.content = spool_.open_content(spool::area::queue, id);
             } catch (const spool::corrupt_entry& e) {
@@ -226,7 +293,7 @@ private:
                 const std::string& remote_host)
     {
         if (!newly_failed.empty() && should_notify(j.env))
-            bounce(j, newly_failed, now, remote_host);
+            bounce(j.id, j.env, newly_failed, now, remote_host, false);
         if (j.env.has_pending()) {
             spool_.save_state(spool::area::queue, j.env);
         } else if (j.env.count(spool::recipient_state::failed) > 0) {
@@ -240,12 +307,13 @@ private:
         }
     }
 
-    void bounce(const job& j, const std::vector<failed_recipient>& recipients, std::int64_t now,
-                const std::string& remote_host)
+    void bounce(const std::string& id, const spool::envelope& original,
+                const std::vector<failed_recipient>& recipients, std::int64_t now,
+                const std::string& remote_host, bool delayed)
     {
         std::string start;
         try {
-            auto reader = spool_.open_content(spool::area::queue, j.id);
+            auto reader = spool_.open_content(spool::area::queue, id);
             while (start.size() < max_bounced_headers) {
                 std::string block = reader.read(max_bounced_headers - start.size());
                 if (block.empty())
@@ -254,18 +322,21 @@ private:
             }
         } catch (const std::exception& e) {
             log::warning(
-                log::fields({{"event", "bounce-headers"}, {"id", j.id}, {"error", e.what()}}));
+                log::fields({{"event", "bounce-headers"}, {"id", id}, {"error", e.what()}}));
         }
         spool::entry_writer writer = spool_.create_entry();
         dsn_request request;
         request.reporting_host = settings_.hostname;
         request.remote_host = remote_host;
-        request.queue_id = j.id;
+        request.queue_id = id;
         request.message_id = writer.id() + ".dsn";
-        request.sender = j.env.reverse_path;
-        request.arrival_date = j.env.queued_at;
+        request.sender = original.reverse_path;
+        request.arrival_date = original.queued_at;
         request.now = now;
         request.recipients = recipients;
+        request.delayed = delayed;
+        if (delayed)
+            request.will_retry_until = original.queued_at + settings_.relay.max_queue_age.count();
         request.original_headers = header_section(start, max_bounced_headers);
         writer.write(make_dsn(request));
         spool::envelope env;
@@ -273,16 +344,17 @@ private:
         env.origin = "dsn";
         env.reverse_path = ""; // RFC 5321 section 4.5.5: notifications use the null path
         spool::recipient to;
-        to.address = j.env.reverse_path;
+        to.address = original.reverse_path;
         env.recipients.push_back(std::move(to));
         env.is_bounce = 1;
         std::string bounce_id = writer.id();
         writer.commit(std::move(env));
-        ++bounces;
-        log::info(log::fields({{"event", "bounce"},
+        if (!delayed)
+            ++bounces; // delay notices are counted by warn_delayed_entries()
+        log::info(log::fields({{"event", delayed ? "delay-notice" : "bounce"},
                                {"id", bounce_id},
-                               {"for", j.id},
-                               {"to", "<" + j.env.reverse_path + ">"},
+                               {"for", id},
+                               {"to", "<" + original.reverse_path + ">"},
                                {"recipients", std::to_string(recipients.size())}}));
     }
 
@@ -290,6 +362,9 @@ private:
     const config& settings_;
     std::function<std::int64_t()> now_;
     const std::atomic<bool>* stop_;
+    bool due_only_;
+    watch::random_source random_;
+    std::int64_t next_attempt_at_ = 0;
     std::mutex mutex_;
     std::deque<std::string> ids_;
     std::unordered_set<std::string> known_;
@@ -386,8 +461,9 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     }
     spool.recover();
 
-    queue_relay source(spool, settings, now, options.stop);
+    queue_relay source(spool, settings, now, options);
     source.expire_old_entries();
+    source.warn_delayed_entries();
 
     std::mutex summary_mutex;
     auto connection_loop = [&] {
@@ -443,6 +519,8 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     summary.sent = source.sent;
     summary.failed = source.failed;
     summary.bounces = source.bounces;
+    summary.delay_notices = source.delay_notices;
+    summary.next_attempt_at = source.next_attempt_at();
     summary.deferred = source.count_still_pending();
     return finish();
 }

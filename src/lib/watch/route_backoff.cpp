@@ -43,7 +43,6 @@ void route_backoff::reset_backoff()
 {
     failures_ = 0;
     probe_at_.reset();
-    deferrals_ = 0;
     retry_at_ = clock::time_point{}; // everything queued is due at once
 }
 
@@ -90,18 +89,12 @@ void route_backoff::connect_failed(clock::time_point now, std::string reason)
     last_failure_ = std::move(reason);
 }
 
-void route_backoff::reached(clock::time_point now, bool left_pending)
+void route_backoff::reached(clock::time_point, std::optional<clock::time_point> mail_due_at)
 {
     failures_ = 0;
     probe_at_.reset();
     last_failure_.clear();
-    if (left_pending) {
-        ++deferrals_;
-        retry_at_ = now + retry_delay(policy_, deferrals_, random_ ? random_() : 0.0);
-    } else {
-        deferrals_ = 0;
-        retry_at_.reset();
-    }
+    retry_at_ = mail_due_at;
 }
 
 bool route_backoff::may_connect() const

@@ -193,6 +193,7 @@ private:
                                                 ? "new global address"
                                                 : "new default route"}}));
                 backoff_->link_up(now);
+                send_everything_ = true;
             } else if (change == link_state::change::link_down) {
                 log::info(log::fields({{"event", "link-down"}, {"reason", "no default route"}}));
                 backoff_->link_down(now);
@@ -266,6 +267,7 @@ private:
                         backoff_->kick(clock::now());
                     else
                         early_kick_ = true;
+                    send_everything_ = true;
                     // The answer is all the peer gets; nothing it sends is read.
                     boost::system::error_code ignored;
                     asio::write(peer, asio::buffer("ok\n", 3), ignored);
@@ -321,10 +323,15 @@ private:
     {
         backoff_->connecting(now);
         round_running_ = true;
-        round_thread_ = std::thread([this] {
+        // Entries keep their schedule, except after a link-up or a kick: then every wait
+        // ends and everything pending goes.
+        relay::flush_options round_options = flush_options_;
+        round_options.due_only = !send_everything_;
+        send_everything_ = false;
+        round_thread_ = std::thread([this, round_options] {
             auto result = std::make_shared<round_result>();
             try {
-                result->summary = relay::run_flush(settings_, flush_options_);
+                result->summary = relay::run_flush(settings_, round_options);
             } catch (...) {
                 result->error = std::current_exception();
             }
@@ -356,7 +363,7 @@ private:
             } else if (!s.connection_failure.empty() && s.sent == 0) {
                 backoff_->connect_failed(now, s.connection_failure);
             } else {
-                backoff_->reached(now, s.deferred > 0);
+                backoff_->reached(now, mail_due_at(s, now));
             }
             // Mail that arrived during the round was announced by inotify and is fresh mail
             // for route_backoff; what is left over is what the round deferred.
@@ -372,6 +379,20 @@ private:
             return;
         }
         evaluate();
+    }
+
+    /// When the earliest entry the round left is due, on the steady clock.
+    std::optional<clock::time_point> mail_due_at(const relay::flush_summary& s,
+                                                 clock::time_point now) const
+    {
+        if (s.deferred == 0)
+            return std::nullopt;
+        if (s.next_attempt_at == 0) // left for another reason (locked by a tool): look again
+            return now + settings_.relay.retry_min;
+        const auto unix_now = std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+        return now + std::chrono::seconds(std::max<std::int64_t>(0, s.next_attempt_at - unix_now));
     }
 
     void log_condition()
@@ -460,6 +481,7 @@ private:
     bool early_mail_ = false;              // events before that moment
     bool early_kick_ = false;
     bool queue_has_mail_ = false;
+    bool send_everything_ = false; // the next round ignores the entries' schedule
     std::optional<route_condition> last_condition_;
     std::string last_failure_;
 
