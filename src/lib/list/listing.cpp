@@ -205,7 +205,8 @@ void append_entry_json(std::string& out, const listed_entry& e, std::int64_t now
         }
         out += "],\"error\":null";
     } else {
-        out += "\"sender\":null,\"attempts\":null,\"next_attempt\":null,\"origin\":null,\"client_address\":null,"
+        out += "\"sender\":null,\"attempts\":null,\"next_attempt\":null,\"origin\":null,\"client_"
+               "address\":null,"
                "\"helo_name\":null,\"is_bounce\":null,\"body_8bit\":null,\"recipients\":[],";
         append_field(out, "error", e.problem);
     }
