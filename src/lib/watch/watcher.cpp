@@ -3,6 +3,7 @@
 #include "leafmail/log.hpp"
 #include "leafmail/net/asio.hpp"
 #include "leafmail/relay/flush.hpp"
+#include "leafmail/relay/relay_settings.hpp"
 #include "leafmail/spool/queue_id.hpp"
 #include "leafmail/spool/spool.hpp"
 #include "leafmail/watch/netlink.hpp"
