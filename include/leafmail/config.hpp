@@ -4,6 +4,8 @@
 // name. Bad keys or values stop the program at start with file, line and key named.
 #include "leafmail/access.hpp"
 #include "leafmail/log.hpp"
+#include "leafmail/smtp/client_tls.hpp"
+#include "leafmail/watch/auto_connect.hpp"
 
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/positional_options.hpp>
@@ -26,8 +28,6 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-enum class tls_mode { none, starttls, implicit };
-
 struct receiver_settings {
     std::vector<std::string> listen{"127.0.0.1:25"}; // host:port, [v6]:port; port 0 = any free
     access_list access = access_list::loopback_only();
@@ -44,7 +44,7 @@ struct receiver_settings {
 
 struct relay_settings {
     std::string smarthost; // host[:port]; empty = not configured
-    tls_mode tls = tls_mode::starttls;
+    smtp::client_tls tls = smtp::client_tls::starttls;
     bool tls_verify = true;                   // peer certificate and host name (SNI sent)
     std::filesystem::path ca_file;            // extra CA besides the system store
     std::string auth_user;                    // empty = no AUTH
@@ -57,6 +57,11 @@ struct relay_settings {
     std::size_t max_messages_per_connection = 1000;
     std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
+    // The watcher (leafmail-flush --watch): retry and probe backoff, and when it may connect.
+    std::chrono::seconds retry_min{60};
+    std::chrono::seconds retry_max{3600};
+    watch::auto_connect auto_connect = watch::auto_connect::always;
+    std::chrono::seconds warn_after{4 * 3600}; // one "delayed" notice after this; 0 = none
 
     /// The port to use: the one in smarthost, else 25 / 587 / 465 by tls mode.
     [[nodiscard]] std::string host() const;

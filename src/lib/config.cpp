@@ -82,6 +82,16 @@ constexpr key_info keys[] = {
      "messages per smarthost connection before reconnecting (default 1000)", flush_key},
     {"connections", "parallel smarthost connections (default 1)", flush_key},
     {"max-queue-age", "a message pending longer than this bounces (default 5d)", flush_key},
+    {"retry-min", "watcher: first wait after a failed attempt, doubling (default 1m)", flush_key},
+    {"retry-max", "watcher: longest wait between attempts (default 1h)", flush_key},
+    {"warn-after",
+     "a message still pending this long gets one delay notice to its sender; 0 = never "
+     "(default 4h)",
+     flush_key},
+    {"auto-connect",
+     "watcher: always (whenever a default route exists) | on-link (only after a link-up event "
+     "or a kick; for metered and dial-on-demand links) (default always)",
+     flush_key},
 };
 
 [[noreturn]] void bad_value(const std::string& where, std::string_view key,
@@ -252,11 +262,11 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         s.smarthost = v;
     } else if (key == "tls") {
         if (v == "none")
-            s.tls = tls_mode::none;
+            s.tls = smtp::client_tls::none;
         else if (v == "starttls")
-            s.tls = tls_mode::starttls;
+            s.tls = smtp::client_tls::starttls;
         else if (v == "tls")
-            s.tls = tls_mode::implicit;
+            s.tls = smtp::client_tls::implicit;
         else
             bad_value(where, key, v, "none, starttls or tls");
     } else if (key == "tls-verify") {
@@ -287,6 +297,17 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
             bad_value(where, key, v, "between 1 and 64");
     } else if (key == "max-queue-age") {
         s.max_queue_age = parse_duration(where, key, v);
+    } else if (key == "retry-min") {
+        s.retry_min = parse_duration(where, key, v);
+    } else if (key == "retry-max") {
+        s.retry_max = parse_duration(where, key, v);
+    } else if (key == "warn-after") {
+        s.warn_after = v == "0" ? std::chrono::seconds(0) : parse_duration(where, key, v);
+    } else if (key == "auto-connect") {
+        const auto mode = watch::auto_connect_from_string(v);
+        if (!mode)
+            bad_value(where, key, v, "always or on-link");
+        s.auto_connect = *mode;
     }
 }
 
@@ -398,11 +419,11 @@ std::uint16_t relay_settings::port() const
         return 0;
     }
     switch (tls) {
-    case tls_mode::none:
+    case smtp::client_tls::none:
         return 25;
-    case tls_mode::starttls:
+    case smtp::client_tls::starttls:
         return 587;
-    case tls_mode::implicit:
+    case smtp::client_tls::implicit:
         return 465;
     }
     return 25;

@@ -1,6 +1,7 @@
 // Delivery status notifications and the per-recipient state machine of a relay attempt.
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/dsn.hpp"
+#include "leafmail/smtp/reply_parser.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -26,13 +27,18 @@ spool::envelope sample_envelope()
 
 } // namespace
 
-TEST_CASE("status of a reply line", "[dsn]")
+TEST_CASE("status of a reply", "[dsn]")
 {
-    CHECK(status_of_reply("550 5.1.1 no such user") == "5.1.1");
-    CHECK(status_of_reply("552 message too big") == "5.0.0");
-    CHECK(status_of_reply("451 4.3.0 later") == "4.3.0");
-    CHECK(status_of_reply("550 4.1.1 class mismatch") == "5.0.0");
-    CHECK(status_of_reply("") == "5.0.0");
+    CHECK(status_of(smtp::reply{550, "5.1.1", {"no such user"}}) == "5.1.1");
+    CHECK(status_of(smtp::reply{552, "", {"message too big"}}) == "5.0.0");
+    CHECK(status_of(smtp::reply{451, "4.3.0", {"later"}}) == "4.3.0");
+    CHECK(status_of(smtp::reply{}) == "5.0.0");
+    // The parser keeps no enhanced code whose class differs from the reply's.
+    smtp::reply_parser parser;
+    parser.feed("550 4.1.1 class mismatch\r\n");
+    const auto parsed = parser.next();
+    REQUIRE(parsed.has_value());
+    CHECK(status_of(*parsed) == "5.0.0");
 }
 
 TEST_CASE("RFC 5322 dates", "[dsn]")
@@ -149,4 +155,27 @@ TEST_CASE("expiry fails the pending recipients with 4.4.7", "[dsn]")
     CHECK_FALSE(env.has_pending());
     CHECK(env.recipients[3].state == spool::recipient_state::delivered);
     CHECK_FALSE(is_expired(env, env.queued_at + 10 * 86400, std::chrono::seconds(100)));
+}
+
+TEST_CASE("DSN: a delay warning says delayed and until when it is retried", "[dsn]")
+{
+    dsn_request r;
+    r.reporting_host = "leaf.example";
+    r.remote_host = "smarthost.example";
+    r.queue_id = "0005f0e1a2b3c4d5-00001234-0001";
+    r.message_id = "0005f0e1a2b3c4d5-00001234-0002.dsn";
+    r.sender = "alice@example.org";
+    r.arrival_date = 1700000000;
+    r.now = 1700014400;
+    r.delayed = true;
+    r.will_retry_until = 1700432000;
+    r.recipients.push_back({"later@x", "4.2.0", "450 4.2.0 mailbox busy", true});
+    const std::string m = make_dsn(r);
+    CHECK(m.find("Subject: Delayed Mail (still being retried)\r\n") != std::string::npos);
+    CHECK(m.find("Action: delayed\r\n") != std::string::npos);
+    CHECK(m.find("Action: failed") == std::string::npos);
+    CHECK(m.find("Status: 4.2.0\r\n") != std::string::npos);
+    CHECK(m.find("Diagnostic-Code: smtp; 450 4.2.0 mailbox busy\r\n") != std::string::npos);
+    CHECK(m.find("Will-Retry-Until: " + rfc5322_date(1700432000) + "\r\n") != std::string::npos);
+    CHECK(m.find("Undelivered") == std::string::npos);
 }

@@ -1,7 +1,9 @@
 #pragma once
 // Delivery status notifications (RFC 3464 inside RFC 6522 multipart/report) for recipients
-// that failed for good. Pure: the caller supplies the time, the names and the original
-// headers; the result is the content of a new spool entry sent with the null reverse-path.
+// that failed for good, or whose delivery is delayed (warn-after). Pure: the caller supplies the
+// time, the names and the original headers; the result is the content of a new spool entry sent
+// with the null reverse-path.
+#include "leafmail/smtp/reply.hpp"
 #include "leafmail/spool/envelope.hpp"
 
 #include <cstdint>
@@ -28,6 +30,10 @@ struct dsn_request {
     std::int64_t now = 0;
     std::vector<failed_recipient> recipients;
     std::string original_headers; // the original's header section, CRLF lines, no blank line
+    /// A warning that the message is still being retried (`warn-after`), not a failure:
+    /// RFC 3464 section 2.3.3 "Action: delayed", with Will-Retry-Until (section 2.3.7).
+    bool delayed = false;
+    std::int64_t will_retry_until = 0; // Unix seconds; 0 leaves the field out
 };
 
 /// RFC 6522 / RFC 3464 message content with CRLF line ends.
@@ -37,9 +43,10 @@ struct dsn_request {
 /// never about a notification (loops).
 [[nodiscard]] bool should_notify(const spool::envelope& env);
 
-/// The RFC 3463 status for a reply line such as "550 5.1.1 no such user": its enhanced code
-/// when there is one, else the reply's class with ".0.0".
-[[nodiscard]] std::string status_of_reply(std::string_view reply_line);
+/// The RFC 3463 status for a reply: its enhanced code when it has one (the parser keeps only
+/// one whose class matches the reply's), else the reply's class with ".0.0" (RFC 3463
+/// section 3.1); "5.0.0" for a reply that is no failure code at all.
+[[nodiscard]] std::string status_of(const smtp::reply& why);
 
 /// "Tue, 02 Jan 2024 15:04:05 +0000" (RFC 5322 section 3.3), in UTC.
 [[nodiscard]] std::string rfc5322_date(std::int64_t unix_seconds);

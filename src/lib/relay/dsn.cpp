@@ -1,7 +1,5 @@
 #include "leafmail/relay/dsn.hpp"
 
-#include "leafmail/smtp/reply_parser.hpp"
-
 #include <ctime>
 
 namespace leafmail::relay {
@@ -26,15 +24,12 @@ bool should_notify(const spool::envelope& env)
     return !env.reverse_path.empty() && env.is_bounce == 0;
 }
 
-std::string status_of_reply(std::string_view line)
+std::string status_of(const smtp::reply& why)
 {
-    if (line.size() >= 3 && line[0] >= '2' && line[0] <= '5') {
-        int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-        std::string_view text = line.size() > 4 ? line.substr(4) : std::string_view{};
-        if (auto n = smtp::enhanced_code_length(code, text))
-            return std::string(text.substr(0, *n));
-        return std::string(1, line[0]) + ".0.0";
-    }
+    if (!why.enhanced.empty())
+        return why.enhanced;
+    if (why.code >= 200 && why.code <= 599)
+        return std::to_string(why.code / 100) + ".0.0";
     return "5.0.0";
 }
 
@@ -78,7 +73,9 @@ std::string make_dsn(const dsn_request& r)
     // Top-level header: RFC 3464 section 2, RFC 3834 section 5 (Auto-Submitted).
     m += "From: Mail Delivery System <MAILER-DAEMON@" + r.reporting_host + ">" + crlf;
     m += "To: <" + r.sender + ">" + crlf;
-    m += "Subject: Undelivered Mail Returned to Sender" + crlf;
+    m += std::string(r.delayed ? "Subject: Delayed Mail (still being retried)"
+                               : "Subject: Undelivered Mail Returned to Sender") +
+         crlf;
     m += "Date: " + rfc5322_date(r.now) + crlf;
     m += "Message-ID: <" + r.message_id + "@" + r.reporting_host + ">" + crlf;
     m += "Auto-Submitted: auto-replied" + crlf;
@@ -93,8 +90,17 @@ std::string make_dsn(const dsn_request& r)
     m += "Content-Type: text/plain; charset=us-ascii" + crlf;
     m += "Content-Description: Notification" + crlf + crlf;
     m += "This is the mail system at host " + r.reporting_host + "." + crlf + crlf;
-    m += "Your message could not be delivered to one or more recipients." + crlf;
-    m += "Its headers are attached below." + crlf + crlf;
+    if (r.delayed) {
+        m += "Your message has not been delivered yet to one or more recipients." + crlf;
+        m += "It stays queued and will be tried again" +
+             (r.will_retry_until ? " until " + rfc5322_date(r.will_retry_until) : std::string()) +
+             "; you need not send it again." + crlf;
+        m += "This is the only warning for this message. Its headers are attached below." + crlf +
+             crlf;
+    } else {
+        m += "Your message could not be delivered to one or more recipients." + crlf;
+        m += "Its headers are attached below." + crlf + crlf;
+    }
     for (const auto& f : r.recipients) {
         m += "<" + f.address + ">: ";
         if (!f.diagnostic.empty())
@@ -117,7 +123,7 @@ std::string make_dsn(const dsn_request& r)
     for (const auto& f : r.recipients) {
         m += crlf;
         m += "Final-Recipient: rfc822; " + f.address + crlf;
-        m += "Action: failed" + crlf;
+        m += std::string(r.delayed ? "Action: delayed" : "Action: failed") + crlf;
         m += "Status: " + f.status + crlf;
         if (!r.remote_host.empty() && f.from_smarthost)
             m += "Remote-MTA: dns; " + r.remote_host + crlf;
@@ -126,6 +132,8 @@ std::string make_dsn(const dsn_request& r)
                                               : "Diagnostic-Code: X-leafmail; ") +
                  one_line(f.diagnostic) + crlf;
         m += "Last-Attempt-Date: " + rfc5322_date(r.now) + crlf;
+        if (r.delayed && r.will_retry_until)
+            m += "Will-Retry-Until: " + rfc5322_date(r.will_retry_until) + crlf;
     }
     m += crlf;
 

@@ -11,4 +11,6 @@ target_sources(leafmail PRIVATE
   lib/relay/dsn.cpp
   lib/relay/flush.cpp
   lib/relay/flush_command.cpp
+  lib/relay/queue_relay.cpp
+  lib/relay/relay_settings.cpp
 )
