@@ -3,6 +3,7 @@ target_sources(leafmail PRIVATE
   lib/config.cpp
   lib/log.cpp
   lib/program.cpp
+  lib/text.cpp
   lib/privileges.cpp
   lib/trace.cpp
 )
