@@ -60,8 +60,10 @@ std::string make_dsn(const dsn_request& r)
     // Top-level header: RFC 3464 section 2, RFC 3834 section 5 (Auto-Submitted).
     m += "From: Mail Delivery System <MAILER-DAEMON@" + r.reporting_host + ">" + crlf;
     m += "To: <" + r.sender + ">" + crlf;
-    m += "Subject: Undelivered Mail Returned to Sender" + crlf;
-    m += "Date: " + rfc5322_date(static_cast<std::time_t>(r.now)) + crlf;
+    m += std::string(r.delayed ? "Subject: Delayed Mail (still being retried)"
+                               : "Subject: Undelivered Mail Returned to Sender") +
+         crlf;
+    m += "Date: " + rfc5322_date(r.now) + crlf;
     m += "Message-ID: <" + r.message_id + "@" + r.reporting_host + ">" + crlf;
     m += "Auto-Submitted: auto-replied" + crlf;
     m += "MIME-Version: 1.0" + crlf;
@@ -75,8 +77,17 @@ std::string make_dsn(const dsn_request& r)
     m += "Content-Type: text/plain; charset=us-ascii" + crlf;
     m += "Content-Description: Notification" + crlf + crlf;
     m += "This is the mail system at host " + r.reporting_host + "." + crlf + crlf;
-    m += "Your message could not be delivered to one or more recipients." + crlf;
-    m += "Its headers are attached below." + crlf + crlf;
+    if (r.delayed) {
+        m += "Your message has not been delivered yet to one or more recipients." + crlf;
+        m += "It stays queued and will be tried again" +
+             (r.will_retry_until ? " until " + rfc5322_date(r.will_retry_until) : std::string()) +
+             "; you need not send it again." + crlf;
+        m += "This is the only warning for this message. Its headers are attached below." + crlf +
+             crlf;
+    } else {
+        m += "Your message could not be delivered to one or more recipients." + crlf;
+        m += "Its headers are attached below." + crlf + crlf;
+    }
     for (const auto& f : r.recipients) {
         m += "<" + f.address + ">: ";
         if (!f.diagnostic.empty())
@@ -99,7 +110,7 @@ std::string make_dsn(const dsn_request& r)
     for (const auto& f : r.recipients) {
         m += crlf;
         m += "Final-Recipient: rfc822; " + f.address + crlf;
-        m += "Action: failed" + crlf;
+        m += std::string(r.delayed ? "Action: delayed" : "Action: failed") + crlf;
         m += "Status: " + f.status + crlf;
         if (!r.remote_host.empty() && f.from_smarthost)
             m += "Remote-MTA: dns; " + r.remote_host + crlf;
@@ -107,7 +118,9 @@ std::string make_dsn(const dsn_request& r)
             m += std::string(f.from_smarthost ? "Diagnostic-Code: smtp; "
                                               : "Diagnostic-Code: X-leafmail; ") +
                  one_line(f.diagnostic) + crlf;
-        m += "Last-Attempt-Date: " + rfc5322_date(static_cast<std::time_t>(r.now)) + crlf;
+        m += "Last-Attempt-Date: " + rfc5322_date(r.now) + crlf;
+        if (r.delayed && r.will_retry_until)
+            m += "Will-Retry-Until: " + rfc5322_date(r.will_retry_until) + crlf;
     }
     m += crlf;
 
