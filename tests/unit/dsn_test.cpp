@@ -2,6 +2,7 @@
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/dsn.hpp"
 #include "leafmail/smtp/reply_parser.hpp"
+#include "leafmail/trace.hpp"
 
 #include <catch2/catch.hpp>
 
