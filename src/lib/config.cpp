@@ -1,5 +1,7 @@
 #include "leafmail/config.hpp"
 
+#include "leafmail/text.hpp"
+
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -43,7 +45,8 @@ constexpr key_info keys[] = {
     {"spool", "spool directory (default /var/spool/leafmail)", config_keys::all},
     {"hostname", "our host name in the greeting and Received: (default: the system's)",
      config_keys::daemon | config_keys::flush | config_keys::sendmail},
-    {"domain", "domain for local senders without one (default: hostname)", config_keys::sendmail},
+    {"domain", "domain for local senders without one (default: hostname)",
+     config_keys::flush | config_keys::sendmail}, // the flush: the default helo
     {"listen",
      "address:port to listen on, [v6]:port for IPv6, port 0 picks a free one; repeatable (default "
      "127.0.0.1:25)",
@@ -395,28 +398,18 @@ po::variables_map read_file(const fs::path& file, const po::options_description&
 
 std::string relay_settings::host() const
 {
-    if (!smarthost.empty() && smarthost.front() == '[') {
-        const auto close = smarthost.find(']');
-        return smarthost.substr(1, close == std::string::npos ? std::string::npos : close - 1);
-    }
-    return smarthost.substr(0, smarthost.rfind(':'));
+    const auto split = text::split_host_port(smarthost);
+    return split ? split->host : smarthost;
 }
 
 std::uint16_t relay_settings::port() const
 {
-    const auto close = smarthost.find(']');
-    const auto colon = smarthost.rfind(':');
-    const bool has_port =
-        colon != std::string::npos && (close == std::string::npos || colon > close);
-    if (has_port) {
-        unsigned value = 0;
-        const std::string digits = smarthost.substr(colon + 1);
-        const auto [end, error] =
-            std::from_chars(digits.data(), digits.data() + digits.size(), value);
-        if (error == std::errc{} && end == digits.data() + digits.size() && value > 0 &&
-            value < 65536)
-            return static_cast<std::uint16_t>(value);
+    const auto split = text::split_host_port(smarthost);
+    if (!split)
         return 0;
+    if (split->port) {
+        const auto value = text::parse_port(*split->port);
+        return value ? static_cast<std::uint16_t>(*value) : 0;
     }
     switch (tls) {
     case smtp::client_tls::none:
@@ -539,13 +532,10 @@ void validate(const config& c, const fs::path& file)
         return file.empty() ? std::string("command line") : place_in_file(file, key);
     };
     for (const auto& address : c.receiver.listen) {
-        const auto colon = address.rfind(':');
-        const bool bracketed = !address.empty() && address.front() == '[';
-        const bool has_port =
-            colon != std::string::npos && (!bracketed || address.find(']') == colon - 1);
-        if (!has_port || colon == 0)
+        const auto split = text::split_host_port(address);
+        if (!split || !split->port)
             bad_value(where("listen"), "listen", address, "address:port or [v6-address]:port");
-        parse_unsigned(where("listen"), "listen", address.substr(colon + 1), 65535);
+        parse_unsigned(where("listen"), "listen", *split->port, 65535); // 0: any free port
     }
     if (!c.relay.smarthost.empty() && c.relay.port() == 0)
         bad_value(where("smarthost"), "smarthost", c.relay.smarthost,
