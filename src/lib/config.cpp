@@ -9,6 +9,14 @@
 #include <charconv>
 #include <fstream>
 #include <sstream>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 namespace leafmail {
@@ -324,11 +332,55 @@ struct placeholder_defuser : po::error_with_option_name {
     }
 };
 
+// The file's text, read from a descriptor that is a regular file on a real filesystem: a
+// directory would read as empty (every default, allow lists included), a FIFO would block,
+// and procfs, sysfs or a device hold text that whoever runs us can choose.
+std::string read_configuration_text(const fs::path& file)
+{
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        throw config_error(file.string() +
+                           ": cannot read configuration file: " + std::strerror(errno));
+    struct stat st {};
+    struct statfs where {};
+    std::string problem;
+    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &where) != 0)
+        problem = std::strerror(errno);
+    else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
+        ; // /dev/null: "no configuration", the one device whose content nobody chooses
+    else if (!S_ISREG(st.st_mode))
+        problem = S_ISDIR(st.st_mode) ? "a directory, not a file" : "not a regular file";
+    else if (where.f_type == PROC_SUPER_MAGIC || where.f_type == SYSFS_MAGIC)
+        problem = "procfs and sysfs are never configuration";
+    std::string text;
+    if (problem.empty()) {
+        char buffer[16384];
+        for (;;) {
+            const ssize_t n = ::read(fd, buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                problem = std::strerror(errno);
+                break;
+            }
+            if (n == 0)
+                break;
+            text.append(buffer, static_cast<std::size_t>(n));
+            if (text.size() > 1024 * 1024) {
+                problem = "larger than 1 MiB";
+                break;
+            }
+        }
+    }
+    ::close(fd);
+    if (!problem.empty())
+        throw config_error(file.string() + ": cannot read configuration file: " + problem);
+    return text;
+}
+
 po::variables_map read_file(const fs::path& file, const po::options_description& desc)
 {
-    std::ifstream in(file);
-    if (!in)
-        throw config_error(file.string() + ": cannot read configuration file");
+    std::istringstream in(read_configuration_text(file));
     po::variables_map vm;
     try {
         po::store(po::parse_config_file(in, desc, false), vm);

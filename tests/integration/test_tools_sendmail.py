@@ -16,7 +16,7 @@ import tempfile
 import unittest
 
 from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, requires
-from tools_support import ScratchAccount, Spool, header_names, header_of
+from tools_support import DefaultConfiguration, ScratchAccount, Spool, header_names, header_of
 
 EX_USAGE, EX_DATAERR, EX_NOPERM, EX_TEMPFAIL = 64, 65, 77, 75
 
@@ -69,7 +69,7 @@ class SendmailTest(unittest.TestCase):
         self.assertNotIn(b"\n", content.replace(b"\r\n", b""))  # CRLF everywhere
         self.assertEqual(recipients_of(self.spool, entry_id), ["bob@example.net"])
         [entry] = self.spool.list_json([entry_id])
-        self.assertEqual(entry["origin"], "sendmail")
+        self.assertEqual(entry["origin"], "local")
         self.assertEqual(entry["client_address"], "uid=%d" % os.getuid())
 
     def test_existing_date_and_message_id_are_kept_and_content_unchanged(self):
@@ -327,13 +327,14 @@ class UnprivilegedInjectionTest(unittest.TestCase):
             os.makedirs(path, exist_ok=True)
             os.chown(path, 0, self.account.gid)
             os.chmod(path, 0o2770)
-        self.config = os.path.join(self.workdir, "leafmail.conf")
-        with open(self.config, "w") as f:
-            f.write("spool = %s\nhostname = test.leafmail\ndomain = example.org\n" % self.spool)
-        os.chmod(self.config, 0o644)
+        # Only the compiled-in default configuration keeps the injector's group for a user.
+        text = "spool = %s\nhostname = test.leafmail\ndomain = example.org\n" % self.spool
+        default = DefaultConfiguration(text)
+        self.addCleanup(default.close)
+        self.config = DefaultConfiguration.PATH
 
     def inject(self, args, message=b"Subject: from a user\n\nhello\n", shell_prefix=None):
-        command = [self.sendmail, "-C", self.config] + args
+        command = [self.sendmail] + args
         if shell_prefix:
             command = ["/bin/sh", "-c", shell_prefix + ' exec "$@"', "sh"] + command
         return self.account.run_as_user(command, input=message)
