@@ -762,10 +762,12 @@ class CorruptSpoolTest(HardeningTest):
         garbage = b"\x01\x02garbage \xff\xfe" * 20
         write("garbage-with-footer", garbage + b"\nLEAFMAIL1 %020d\n" % 0)
         write("footer-outside", good[:-32] + b"\nLEAFMAIL1 %020d\n" % (10 ** 20 - 1))
-        future = good.replace(b"serialization::archive 18 0 1 ", b"serialization::archive 18 0 9 ", 1)
+        # The class version follows the archive header; 99 is newer than any version we know.
+        future = re.sub(rb"serialization::archive 18 0 \d+ ", b"serialization::archive 18 0 99 ", good,
+                        count=1)
         assert future != good
         write("future-version", future)
-        huge = good[:offset] + re.sub(rb"^(22 serialization::archive 18 0 1 )\d+ ", rb"\g<1>4000000000 ",
+        huge = good[:offset] + re.sub(rb"^(22 serialization::archive 18 0 \d+ )\d+ ", rb"\g<1>4000000000 ",
                                       envelope) + good[-32:]
         assert huge != good
         write("huge-length", huge)
