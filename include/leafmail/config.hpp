@@ -48,6 +48,9 @@ struct relay_settings {
     std::filesystem::path ca_file;            // extra CA besides the system store
     std::string auth_user;                    // empty = no AUTH
     std::filesystem::path auth_password_file; // must not be readable by group or others
+    std::string auth_password_command;        // sh -c; first stdout line is the password
+    std::string auth_token_command;           // sh -c; first stdout line is an OAuth 2.0 token
+    std::vector<std::string> auth_mechanisms; // upper case, preferred first; empty = default
     bool auth_over_plaintext = false;         // AUTH without TLS only when said explicitly
     std::string helo;                         // default: hostname
     std::chrono::seconds connect_timeout{30};
@@ -56,10 +59,28 @@ struct relay_settings {
     std::size_t max_messages_per_connection = 1000;
     std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
+    std::string rewrite_sender; // envelope sender for local senders; empty = unchanged
+    bool rewrite_from = false;  // also rewrite a local From: header to rewrite_sender
 
     /// The port to use: the one in smarthost, else 25 / 587 / 465 by tls mode.
     [[nodiscard]] std::string host() const;
     [[nodiscard]] std::uint16_t port() const;
+};
+
+/// One `senders` pattern of a route: `user@example.org` (local set) or `@example.org`.
+struct sender_pattern {
+    std::string local;  // empty: every sender of the domain
+    std::string domain; // lower case
+};
+
+inline constexpr const char* default_route_name = "default";
+
+/// A `[route NAME]` section: a smarthost with everything needed to use it, and the envelope
+/// senders whose mail goes through it.
+struct route {
+    std::string name;
+    std::vector<sender_pattern> senders;
+    relay_settings relay;
 };
 
 struct config {
@@ -67,7 +88,8 @@ struct config {
     std::string hostname; // default: the system's host name
     std::string domain;   // for sendmail's default sender; default hostname
     receiver_settings receiver;
-    relay_settings relay;
+    relay_settings relay;      // the top-level keys: the default route
+    std::vector<route> routes; // [route NAME] sections, in file order
 };
 
 /// Every configuration key (file and command line share these), for help texts.

@@ -3,5 +3,6 @@ target_sources(leafmail PRIVATE
   lib/config.cpp
   lib/log.cpp
   lib/privileges.cpp
+  lib/routes.cpp
   lib/trace.cpp
 )
