@@ -9,5 +9,6 @@ target_sources(leafmail PRIVATE
   lib/relay/credentials.cpp
   lib/relay/delivery.cpp
   lib/relay/dsn.cpp
+  lib/relay/secret_command.cpp
   lib/relay/flush.cpp
 )
