@@ -1,5 +1,6 @@
 target_sources(leafmail PRIVATE
   lib/access.cpp
+  lib/aliases.cpp
   lib/config.cpp
   lib/log.cpp
   lib/privileges.cpp

@@ -1,5 +1,6 @@
 target_sources(unit_tests PRIVATE
   unit/access_test.cpp
+  unit/aliases_test.cpp
   unit/config_test.cpp
   unit/log_test.cpp
   unit/routes_test.cpp
