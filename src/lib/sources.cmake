@@ -3,6 +3,7 @@ target_sources(leafmail PRIVATE
   lib/aliases.cpp
   lib/config.cpp
   lib/log.cpp
+  lib/program.cpp
   lib/privileges.cpp
   lib/routes.cpp
   lib/trace.cpp

@@ -213,7 +213,7 @@ TEST_CASE("route sections are routes of their own beside the top-level default r
     CHECK(work.relay.auth_password_command == "pass show work");
     CHECK(work.relay.auth_password_file.empty()); // nothing inherited from the top level
     CHECK(work.relay.auth_mechanisms.empty());
-    CHECK(work.relay.helo == "laptop");
+    CHECK(work.relay.helo == c.relay.helo); // the same default as the top level
     CHECK(work.relay.tls == tls_mode::starttls);
     REQUIRE(work.senders.size() == 3);
     CHECK(work.senders[0].local == "me");
@@ -247,4 +247,28 @@ TEST_CASE("an error in the top-level keys is placed on its line even when a sect
     CHECK_THROWS_WITH(parse({"--config", file.path}), Catch::Contains(file.path + ":1"));
     config_file later("tls = none\n[route work]\nsmarthost = work:0\n");
     CHECK_THROWS_WITH(parse({"--config", later.path}), Catch::Contains(later.path + ":3"));
+}
+
+TEST_CASE("the EHLO name defaults to a dotted name when one can be made without DNS")
+{
+    CHECK(default_helo("laptop.example.org", "example.net") == "laptop.example.org");
+    CHECK(default_helo("laptop", "example.org") == "laptop.example.org");
+    CHECK(default_helo("laptop", "laptop") == "laptop");
+    CHECK(default_helo("laptop", "") == "laptop");
+    CHECK(is_dotted_name("laptop.example.org"));
+    CHECK(is_dotted_name("[192.0.2.1]"));
+    CHECK_FALSE(is_dotted_name("laptop"));
+    CHECK_FALSE(is_dotted_name(".laptop"));
+    CHECK_FALSE(is_dotted_name("laptop."));
+    CHECK_FALSE(is_dotted_name(""));
+}
+
+TEST_CASE("helo comes from hostname and domain unless it is set")
+{
+    config_file bare("hostname = laptop\ndomain = example.org\n");
+    CHECK(parse({"--config", bare.path}).settings.relay.helo == "laptop.example.org");
+    config_file set("hostname = laptop\ndomain = example.org\nhelo = relay.example.net\n");
+    CHECK(parse({"--config", set.path}).settings.relay.helo == "relay.example.net");
+    config_file alone("hostname = laptop\n");
+    CHECK(parse({"--config", alone.path}).settings.relay.helo == "laptop");
 }

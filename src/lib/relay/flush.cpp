@@ -356,6 +356,12 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     };
 
     check_relay_settings(settings);
+    // RFC 5321 section 4.1.1.1 wants our fully qualified name in EHLO; many smarthosts refuse
+    // a bare host name. Said once per flush, as no DNS is asked to complete it.
+    if (!is_dotted_name(settings.relay.helo))
+        log::warning(log::fields({{"event", "helo-not-qualified"},
+                                  {"helo", settings.relay.helo},
+                                  {"hint", "set hostname, domain or helo to a dotted name"}}));
     spool::spool spool(settings.spool, false);
     if (options.dry_run) {
         dry_run(spool, settings, now(), summary);

@@ -11,4 +11,5 @@ target_sources(leafmail PRIVATE
   lib/relay/dsn.cpp
   lib/relay/secret_command.cpp
   lib/relay/flush.cpp
+  lib/relay/flush_command.cpp
 )
