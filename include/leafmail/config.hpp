@@ -4,6 +4,7 @@
 // name. Bad keys or values stop the program at start with file, line and key named.
 #include "leafmail/access.hpp"
 #include "leafmail/log.hpp"
+#include "leafmail/smtp/client_tls.hpp"
 
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/positional_options.hpp>
@@ -26,8 +27,6 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-enum class tls_mode { none, starttls, implicit };
-
 struct receiver_settings {
     std::vector<std::string> listen{"127.0.0.1:25"}; // host:port, [v6]:port; port 0 = any free
     access_list access = access_list::loopback_only();
@@ -44,7 +43,7 @@ struct receiver_settings {
 
 struct relay_settings {
     std::string smarthost; // host[:port]; empty = not configured
-    tls_mode tls = tls_mode::starttls;
+    smtp::client_tls tls = smtp::client_tls::starttls;
     bool tls_verify = true;                   // peer certificate and host name (SNI sent)
     std::filesystem::path ca_file;            // extra CA besides the system store
     std::string auth_user;                    // empty = no AUTH

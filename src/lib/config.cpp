@@ -289,11 +289,11 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         s.smarthost = v;
     } else if (key == "tls") {
         if (v == "none")
-            s.tls = tls_mode::none;
+            s.tls = smtp::client_tls::none;
         else if (v == "starttls")
-            s.tls = tls_mode::starttls;
+            s.tls = smtp::client_tls::starttls;
         else if (v == "tls")
-            s.tls = tls_mode::implicit;
+            s.tls = smtp::client_tls::implicit;
         else
             bad_value(where, key, v, "none, starttls or tls");
     } else if (key == "tls-verify") {
@@ -589,11 +589,11 @@ std::uint16_t relay_settings::port() const
         return 0;
     }
     switch (tls) {
-    case tls_mode::none:
+    case smtp::client_tls::none:
         return 25;
-    case tls_mode::starttls:
+    case smtp::client_tls::starttls:
         return 587;
-    case tls_mode::implicit:
+    case smtp::client_tls::implicit:
         return 465;
     }
     return 25;

@@ -62,7 +62,7 @@ TEST_CASE("a configuration file sets every kind of value")
     CHECK(c.receiver.idle_timeout == std::chrono::seconds(120));
     CHECK(c.relay.host() == "smtp.example");
     CHECK(c.relay.port() == 2587);
-    CHECK(c.relay.tls == tls_mode::implicit);
+    CHECK(c.relay.tls == smtp::client_tls::implicit);
     CHECK_FALSE(c.relay.tls_verify);
     CHECK(c.relay.max_queue_age == std::chrono::hours(72));
 }
@@ -78,7 +78,7 @@ TEST_CASE("defaults are safe: loopback only, port 25, TLS verified")
     CHECK(c.receiver.max_recipients == 100);
     CHECK(c.receiver.max_connections == 100);
     CHECK(c.receiver.idle_timeout == std::chrono::seconds(300));
-    CHECK(c.relay.tls == tls_mode::starttls);
+    CHECK(c.relay.tls == smtp::client_tls::starttls);
     CHECK(c.relay.tls_verify);
     CHECK_FALSE(c.relay.auth_over_plaintext);
 }
@@ -97,11 +97,11 @@ TEST_CASE("smarthost ports default by TLS mode")
 {
     relay_settings r;
     r.smarthost = "smtp.example";
-    r.tls = tls_mode::none;
+    r.tls = smtp::client_tls::none;
     CHECK(r.port() == 25);
-    r.tls = tls_mode::starttls;
+    r.tls = smtp::client_tls::starttls;
     CHECK(r.port() == 587);
-    r.tls = tls_mode::implicit;
+    r.tls = smtp::client_tls::implicit;
     CHECK(r.port() == 465);
     r.smarthost = "[2001:db8::1]:2525";
     CHECK(r.host() == "2001:db8::1");

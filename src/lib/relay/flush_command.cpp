@@ -3,6 +3,7 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/relay/flush.hpp"
+#include "leafmail/relay/relay_settings.hpp"
 
 #include <boost/program_options.hpp>
 

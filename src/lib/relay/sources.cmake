@@ -12,4 +12,6 @@ target_sources(leafmail PRIVATE
   lib/relay/secret_command.cpp
   lib/relay/flush.cpp
   lib/relay/flush_command.cpp
+  lib/relay/queue_relay.cpp
+  lib/relay/relay_settings.cpp
 )
