@@ -60,7 +60,6 @@ struct relay_settings {
     std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
     std::string rewrite_sender; // envelope sender for local senders; empty = unchanged
-    bool rewrite_from = false;  // also rewrite a local From: header to rewrite_sender
 
     /// The port to use: the one in smarthost, else 25 / 587 / 465 by tls mode.
     [[nodiscard]] std::string host() const;

@@ -88,8 +88,6 @@ constexpr key_info keys[] = {
     {"max-queue-age", "a message pending longer than this bounces (default 5d)", flush_key},
     {"rewrite-sender", "envelope sender given to mail from local senders relayed this way",
      flush_key},
-    {"rewrite-from", "also rewrite a local From: header to rewrite-sender: yes | no (default no)",
-     flush_key},
 };
 
 // The keys a [route NAME] section may hold: everything that describes one smarthost and how
@@ -112,7 +110,6 @@ constexpr std::string_view route_keys[] = {
     "max-messages-per-connection",
     "connections",
     "rewrite-sender",
-    "rewrite-from",
     "senders",
 };
 
@@ -329,8 +326,6 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         if (!address || address->local.empty())
             bad_value(where, key, v, "an address such as me@example.org");
         s.rewrite_sender = v;
-    } else if (key == "rewrite-from") {
-        s.rewrite_from = parse_bool(where, key, v);
     } else if (key == "auth-over-plaintext") {
         s.auth_over_plaintext = parse_bool(where, key, v);
     } else if (key == "helo") {

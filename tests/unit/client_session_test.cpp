@@ -441,7 +441,7 @@ TEST_CASE("implicit TLS: no STARTTLS, AUTH allowed", "[client_session]")
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"user", "secret"};
+    options.auth = client_credentials{"user", "secret", ""};
     auto res = run_all_splits(options, {msg(1, {"a@x"})},
                               {"220 mx\r\n250-mx\r\n250 AUTH PLAIN LOGIN\r\n235 2.7.0 ok\r\n"
                                "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
@@ -456,7 +456,7 @@ TEST_CASE("AUTH LOGIN, masked", "[client_session]")
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"user", "secret"};
+    options.auth = client_credentials{"user", "secret", ""};
     auto res = run_all_splits(options, {},
                               {"220 mx\r\n250-mx\r\n250 AUTH LOGIN\r\n334 VXNlcm5hbWU6\r\n"
                                "334 UGFzc3dvcmQ6\r\n235 ok\r\n221 bye\r\n"});
@@ -470,7 +470,7 @@ TEST_CASE("AUTH CRAM-MD5 with the injected HMAC", "[client_session]")
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"tim", "tanstaaftanstaaf"};
+    options.auth = client_credentials{"tim", "tanstaaftanstaaf", ""};
     std::string seen_key, seen_challenge;
     options.hmac_md5 = [&](std::string_view key, std::string_view message) {
         seen_key = key;
@@ -494,7 +494,7 @@ TEST_CASE("AUTH CRAM-MD5 with the injected HMAC", "[client_session]")
 TEST_CASE("AUTH refused over plaintext unless configured", "[client_session]")
 {
     auto options = plain_options();
-    options.auth = client_credentials{"user", "secret"};
+    options.auth = client_credentials{"user", "secret", ""};
     auto res = run(options, {msg(1, {"a@x"})}, {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n"});
     REQUIRE(res.failure);
     CHECK(res.sent.find("AUTH") == std::string::npos);
@@ -510,7 +510,7 @@ TEST_CASE("AUTH failure fails the connection, messages untouched", "[client_sess
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"user", "wrong"};
+    options.auth = client_credentials{"user", "wrong", ""};
     auto res =
         run_all_splits(options, {msg(1, {"a@x"})},
                        {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n535 5.7.8 bad credentials\r\n"});

@@ -199,7 +199,6 @@ TEST_CASE("route sections are routes of their own beside the top-level default r
                      "auth-mechanisms = XOAUTH2 oauthbearer\n"
                      "auth-token-command = oauth-helper --account me\n"
                      "rewrite-sender = me@gmail.com\n"
-                     "rewrite-from = yes\n"
                      "connections = 2\n");
     const config c = parse({"--config", file.path, "--hostname", "laptop"}).settings;
     CHECK(c.relay.smarthost == "default.example:25");
@@ -214,7 +213,7 @@ TEST_CASE("route sections are routes of their own beside the top-level default r
     CHECK(work.relay.auth_password_file.empty()); // nothing inherited from the top level
     CHECK(work.relay.auth_mechanisms.empty());
     CHECK(work.relay.helo == c.relay.helo); // the same default as the top level
-    CHECK(work.relay.tls == tls_mode::starttls);
+    CHECK(work.relay.tls == smtp::client_tls::starttls);
     REQUIRE(work.senders.size() == 3);
     CHECK(work.senders[0].local == "me");
     CHECK(work.senders[0].domain == "work.example");
@@ -224,12 +223,11 @@ TEST_CASE("route sections are routes of their own beside the top-level default r
 
     const route& gmail = c.routes[1];
     CHECK(gmail.name == "gmail");
-    CHECK(gmail.relay.tls == tls_mode::implicit);
+    CHECK(gmail.relay.tls == smtp::client_tls::implicit);
     CHECK(gmail.relay.port() == 465);
     CHECK(gmail.relay.auth_mechanisms == std::vector<std::string>{"XOAUTH2", "OAUTHBEARER"});
     CHECK(gmail.relay.auth_token_command == "oauth-helper --account me");
     CHECK(gmail.relay.rewrite_sender == "me@gmail.com");
-    CHECK(gmail.relay.rewrite_from);
     CHECK(gmail.relay.connections == 2);
 }
 

@@ -28,6 +28,13 @@ struct queue_relay_options {
     std::string remote_host;    // the smarthost's name in notifications
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
     std::function<std::int64_t()> now; // Unix seconds
+    /// The entries this relay takes (those of its route); empty: every entry. The others are
+    /// left alone, unlocked, and not counted as pending.
+    std::function<bool(const spool::envelope&)> takes;
+    /// rewrite-sender: the envelope sender for mail from a local sender (no domain,
+    /// local_hostname or localhost); empty: senders are relayed as they are.
+    std::string rewrite_sender;
+    std::string local_hostname;
 };
 
 /// Thread-safe: several connections may share one.
@@ -75,6 +82,7 @@ private:
     mutable std::mutex mutex_;
     std::deque<std::string> ids_;
     std::unordered_set<std::string> known_;
+    std::unordered_set<std::string> not_taken_; // another route's entries
     std::optional<job> ready_;
     std::map<std::uint64_t, job> active_;
     std::uint64_t next_tag_ = 1;

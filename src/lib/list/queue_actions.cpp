@@ -1,7 +1,7 @@
 #include "leafmail/list/queue_actions.hpp"
 
-#include "leafmail/spool/queue_id.hpp"
 #include "leafmail/list/listing.hpp"
+#include "leafmail/spool/queue_id.hpp"
 
 #include <optional>
 #include <system_error>

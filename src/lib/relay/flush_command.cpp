@@ -20,12 +20,18 @@ program flush_program()
     p.usage = "Usage: leafmail-flush [options]\n"
               "Relays every pending message in the spool to the smarthost.\n"
               "Exit status: 0 nothing left pending, 75 something deferred, 78 configuration "
-              "error, 64 usage error.\n";
+              "error, 64 usage error.\n"
+              "With --check: 0 every route works, 75 one does not.\n";
     p.flags.add_options()("verbose",
                           "log the SMTP dialogue with the smarthost (AUTH payloads masked)")(
         "dry-run", "show what would be sent and to where; change nothing")(
-        "lock-timeout", po::value<unsigned>()->value_name("SECONDS")->default_value(300),
-        "wait at most this long for another flush to finish");
+        "route", po::value<std::string>()->value_name("NAME"),
+        "flush (or --check) only this route: a [route NAME] section or 'default'")(
+        "check",
+        "for each route connect, TLS, EHLO, AUTH, QUIT (no mail sent, spool untouched); one "
+        "line per route")("lock-timeout",
+                          po::value<unsigned>()->value_name("SECONDS")->default_value(300),
+                          "wait at most this long for another flush to finish");
     p.keys = config_keys::flush;
     p.log = log::destination::stderr_stream;
     // The spool is unusable (missing, permissions, disk): nothing more was relayed, and
@@ -41,7 +47,11 @@ int run_flush_command(const program_context& context)
     options.verbose = parsed.flags.count("verbose") > 0;
     options.dry_run = parsed.flags.count("dry-run") > 0;
     options.lock_timeout = std::chrono::seconds(parsed.flags["lock-timeout"].as<unsigned>());
+    if (parsed.flags.count("route"))
+        options.route = parsed.flags["route"].as<std::string>();
     check_relay_settings(parsed.settings);
+    if (parsed.flags.count("check"))
+        return check_routes(parsed.settings, options.route, options.verbose, std::cout);
 
     const flush_summary summary = run_flush(parsed.settings, options);
     if (summary.lock_busy)
