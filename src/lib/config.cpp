@@ -1,6 +1,7 @@
 #include "leafmail/config.hpp"
 
 #include "leafmail/routes.hpp"
+#include "leafmail/text.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -38,7 +39,8 @@ constexpr key_info keys[] = {
     {"spool", "spool directory (default /var/spool/leafmail)", config_keys::all},
     {"hostname", "our host name in the greeting and Received: (default: the system's)",
      config_keys::daemon | config_keys::flush | config_keys::sendmail},
-    {"domain", "domain for local senders without one (default: hostname)", config_keys::sendmail},
+    {"domain", "domain for local senders without one (default: hostname)",
+     config_keys::flush | config_keys::sendmail}, // the flush: the default helo
     {"listen",
      "address:port to listen on, [v6]:port for IPv6, port 0 picks a free one; repeatable (default "
      "127.0.0.1:25)",
@@ -86,6 +88,16 @@ constexpr key_info keys[] = {
      "messages per smarthost connection before reconnecting (default 1000)", flush_key},
     {"connections", "parallel smarthost connections (default 1)", flush_key},
     {"max-queue-age", "a message pending longer than this bounces (default 5d)", flush_key},
+    {"retry-min", "watcher: first wait after a failed attempt, doubling (default 1m)", flush_key},
+    {"retry-max", "watcher: longest wait between attempts (default 1h)", flush_key},
+    {"warn-after",
+     "a message still pending this long gets one delay notice to its sender; 0 = never "
+     "(default 4h)",
+     flush_key},
+    {"auto-connect",
+     "watcher: always (whenever a default route exists) | on-link (only after a link-up event "
+     "or a kick; for metered and dial-on-demand links) (default always)",
+     flush_key},
     {"rewrite-sender", "envelope sender given to mail from local senders relayed this way",
      flush_key},
 };
@@ -346,6 +358,17 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
             bad_value(where, key, v, "between 1 and 64");
     } else if (key == "max-queue-age") {
         s.max_queue_age = parse_duration(where, key, v);
+    } else if (key == "retry-min") {
+        s.retry_min = parse_duration(where, key, v);
+    } else if (key == "retry-max") {
+        s.retry_max = parse_duration(where, key, v);
+    } else if (key == "warn-after") {
+        s.warn_after = v == "0" ? std::chrono::seconds(0) : parse_duration(where, key, v);
+    } else if (key == "auto-connect") {
+        const auto mode = watch::auto_connect_from_string(v);
+        if (!mode)
+            bad_value(where, key, v, "always or on-link");
+        s.auto_connect = *mode;
     }
 }
 
@@ -560,28 +583,18 @@ std::vector<route> build_routes(const std::vector<route_section>& sections, cons
 
 std::string relay_settings::host() const
 {
-    if (!smarthost.empty() && smarthost.front() == '[') {
-        const auto close = smarthost.find(']');
-        return smarthost.substr(1, close == std::string::npos ? std::string::npos : close - 1);
-    }
-    return smarthost.substr(0, smarthost.rfind(':'));
+    const auto split = text::split_host_port(smarthost);
+    return split ? split->host : smarthost;
 }
 
 std::uint16_t relay_settings::port() const
 {
-    const auto close = smarthost.find(']');
-    const auto colon = smarthost.rfind(':');
-    const bool has_port =
-        colon != std::string::npos && (close == std::string::npos || colon > close);
-    if (has_port) {
-        unsigned value = 0;
-        const std::string digits = smarthost.substr(colon + 1);
-        const auto [end, error] =
-            std::from_chars(digits.data(), digits.data() + digits.size(), value);
-        if (error == std::errc{} && end == digits.data() + digits.size() && value > 0 &&
-            value < 65536)
-            return static_cast<std::uint16_t>(value);
+    const auto split = text::split_host_port(smarthost);
+    if (!split)
         return 0;
+    if (split->port) {
+        const auto value = text::parse_port(*split->port);
+        return value ? static_cast<std::uint16_t>(*value) : 0;
     }
     switch (tls) {
     case smtp::client_tls::none:
@@ -706,13 +719,10 @@ void validate(const config& c, const fs::path& file)
         return file.empty() ? std::string("command line") : place_in_file(file, key);
     };
     for (const auto& address : c.receiver.listen) {
-        const auto colon = address.rfind(':');
-        const bool bracketed = !address.empty() && address.front() == '[';
-        const bool has_port =
-            colon != std::string::npos && (!bracketed || address.find(']') == colon - 1);
-        if (!has_port || colon == 0)
+        const auto split = text::split_host_port(address);
+        if (!split || !split->port)
             bad_value(where("listen"), "listen", address, "address:port or [v6-address]:port");
-        parse_unsigned(where("listen"), "listen", address.substr(colon + 1), 65535);
+        parse_unsigned(where("listen"), "listen", *split->port, 65535); // 0: any free port
     }
     validate_route(c.relay, where);
 }

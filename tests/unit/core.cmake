@@ -5,5 +5,6 @@ target_sources(unit_tests PRIVATE
   unit/log_test.cpp
   unit/routes_test.cpp
   unit/program_test.cpp
+  unit/text_test.cpp
   unit/trace_test.cpp
 )

@@ -2,6 +2,7 @@
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/dsn.hpp"
 #include "leafmail/smtp/reply_parser.hpp"
+#include "leafmail/trace.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -39,12 +40,6 @@ TEST_CASE("status of a reply", "[dsn]")
     const auto parsed = parser.next();
     REQUIRE(parsed.has_value());
     CHECK(status_of(*parsed) == "5.0.0");
-}
-
-TEST_CASE("RFC 5322 dates", "[dsn]")
-{
-    CHECK(rfc5322_date(0) == "Thu, 01 Jan 1970 00:00:00 +0000");
-    CHECK(rfc5322_date(1700000000) == "Tue, 14 Nov 2023 22:13:20 +0000");
 }
 
 TEST_CASE("header section of the original", "[dsn]")
@@ -155,4 +150,27 @@ TEST_CASE("expiry fails the pending recipients with 4.4.7", "[dsn]")
     CHECK_FALSE(env.has_pending());
     CHECK(env.recipients[3].state == spool::recipient_state::delivered);
     CHECK_FALSE(is_expired(env, env.queued_at + 10 * 86400, std::chrono::seconds(100)));
+}
+
+TEST_CASE("DSN: a delay warning says delayed and until when it is retried", "[dsn]")
+{
+    dsn_request r;
+    r.reporting_host = "leaf.example";
+    r.remote_host = "smarthost.example";
+    r.queue_id = "0005f0e1a2b3c4d5-00001234-0001";
+    r.message_id = "0005f0e1a2b3c4d5-00001234-0002.dsn";
+    r.sender = "alice@example.org";
+    r.arrival_date = 1700000000;
+    r.now = 1700014400;
+    r.delayed = true;
+    r.will_retry_until = 1700432000;
+    r.recipients.push_back({"later@x", "4.2.0", "450 4.2.0 mailbox busy", true});
+    const std::string m = make_dsn(r);
+    CHECK(m.find("Subject: Delayed Mail (still being retried)\r\n") != std::string::npos);
+    CHECK(m.find("Action: delayed\r\n") != std::string::npos);
+    CHECK(m.find("Action: failed") == std::string::npos);
+    CHECK(m.find("Status: 4.2.0\r\n") != std::string::npos);
+    CHECK(m.find("Diagnostic-Code: smtp; 450 4.2.0 mailbox busy\r\n") != std::string::npos);
+    CHECK(m.find("Will-Retry-Until: " + rfc5322_date(1700432000) + "\r\n") != std::string::npos);
+    CHECK(m.find("Undelivered") == std::string::npos);
 }

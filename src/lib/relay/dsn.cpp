@@ -1,5 +1,7 @@
 #include "leafmail/relay/dsn.hpp"
 
+#include "leafmail/trace.hpp"
+
 #include <ctime>
 
 namespace leafmail::relay {
@@ -33,21 +35,6 @@ std::string status_of(const smtp::reply& why)
     return "5.0.0";
 }
 
-std::string rfc5322_date(std::int64_t unix_seconds)
-{
-    std::time_t t = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-                  tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                  tm.tm_sec);
-    return buffer;
-}
-
 std::string header_section(std::string_view content, std::size_t max_bytes)
 {
     std::size_t end = 0;
@@ -73,7 +60,9 @@ std::string make_dsn(const dsn_request& r)
     // Top-level header: RFC 3464 section 2, RFC 3834 section 5 (Auto-Submitted).
     m += "From: Mail Delivery System <MAILER-DAEMON@" + r.reporting_host + ">" + crlf;
     m += "To: <" + r.sender + ">" + crlf;
-    m += "Subject: Undelivered Mail Returned to Sender" + crlf;
+    m += std::string(r.delayed ? "Subject: Delayed Mail (still being retried)"
+                               : "Subject: Undelivered Mail Returned to Sender") +
+         crlf;
     m += "Date: " + rfc5322_date(r.now) + crlf;
     m += "Message-ID: <" + r.message_id + "@" + r.reporting_host + ">" + crlf;
     m += "Auto-Submitted: auto-replied" + crlf;
@@ -88,8 +77,17 @@ std::string make_dsn(const dsn_request& r)
     m += "Content-Type: text/plain; charset=us-ascii" + crlf;
     m += "Content-Description: Notification" + crlf + crlf;
     m += "This is the mail system at host " + r.reporting_host + "." + crlf + crlf;
-    m += "Your message could not be delivered to one or more recipients." + crlf;
-    m += "Its headers are attached below." + crlf + crlf;
+    if (r.delayed) {
+        m += "Your message has not been delivered yet to one or more recipients." + crlf;
+        m += "It stays queued and will be tried again" +
+             (r.will_retry_until ? " until " + rfc5322_date(r.will_retry_until) : std::string()) +
+             "; you need not send it again." + crlf;
+        m += "This is the only warning for this message. Its headers are attached below." + crlf +
+             crlf;
+    } else {
+        m += "Your message could not be delivered to one or more recipients." + crlf;
+        m += "Its headers are attached below." + crlf + crlf;
+    }
     for (const auto& f : r.recipients) {
         m += "<" + f.address + ">: ";
         if (!f.diagnostic.empty())
@@ -108,11 +106,11 @@ std::string make_dsn(const dsn_request& r)
     m += "Content-Type: message/delivery-status" + crlf + crlf;
     m += "Reporting-MTA: dns; " + r.reporting_host + crlf;
     m += "X-Leafmail-Queue-ID: " + r.queue_id + crlf;
-    m += "Arrival-Date: " + rfc5322_date(r.arrival_date) + crlf;
+    m += "Arrival-Date: " + rfc5322_date(static_cast<std::time_t>(r.arrival_date)) + crlf;
     for (const auto& f : r.recipients) {
         m += crlf;
         m += "Final-Recipient: rfc822; " + f.address + crlf;
-        m += "Action: failed" + crlf;
+        m += std::string(r.delayed ? "Action: delayed" : "Action: failed") + crlf;
         m += "Status: " + f.status + crlf;
         if (!r.remote_host.empty() && f.from_smarthost)
             m += "Remote-MTA: dns; " + r.remote_host + crlf;
@@ -121,6 +119,8 @@ std::string make_dsn(const dsn_request& r)
                                               : "Diagnostic-Code: X-leafmail; ") +
                  one_line(f.diagnostic) + crlf;
         m += "Last-Attempt-Date: " + rfc5322_date(r.now) + crlf;
+        if (r.delayed && r.will_retry_until)
+            m += "Will-Retry-Until: " + rfc5322_date(r.will_retry_until) + crlf;
     }
     m += crlf;
 

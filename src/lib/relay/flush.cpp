@@ -8,6 +8,7 @@
 #include "leafmail/relay/relay_settings.hpp"
 #include "leafmail/routes.hpp"
 #include "leafmail/spool/spool.hpp"
+#include "leafmail/watch/retry_schedule.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -85,8 +86,8 @@ route_plan plan_route(const config& settings, const std::string& name, bool verb
 
 /// Relays one route's entries over its own connection(s), AUTH once per connection. Returns
 /// false when the route could not be used (its mail waits; the other routes go on).
-bool relay_route(route_plan& plan, queue_relay& source, flush_summary& summary,
-                 std::mutex& summary_mutex)
+bool relay_route(route_plan& plan, queue_relay& source, const flush_options& options,
+                 flush_summary& summary, std::mutex& summary_mutex)
 {
     const std::string relay_name = plan.endpoint.host + ":" + std::to_string(plan.endpoint.port);
     // The secret is asked for only when the route has mail (a password manager may prompt).
@@ -101,11 +102,19 @@ bool relay_route(route_plan& plan, queue_relay& source, flush_summary& summary,
             net::relay_connection_result r =
                 net::relay_over_one_connection(*plan.tls, plan.endpoint, plan.client, source);
             std::string why = r.failure ? r.failure->to_string() : std::string();
-            log::info(log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
-                                   {"route", plan.name},
-                                   {"relay", relay_name},
-                                   {"messages", std::to_string(r.messages_attempted)},
-                                   {"reason", why.empty() ? "done" : why}}));
+            log::write(
+                options.log_each_connection ? log::level::info : log::level::debug,
+                log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
+                             {"route", plan.name},
+                             {"relay", relay_name},
+                             {"messages", std::to_string(r.messages_attempted)},
+                             {"reason", why.empty() ? "done" : why}}));
+            {
+                std::lock_guard lock(summary_mutex);
+                summary.connected = summary.connected || r.connected;
+                if (!r.connected || (r.failure && r.messages_attempted == 0))
+                    summary.connection_failure = why.empty() ? "connection failed" : why;
+            }
             if (!r.connected) {
                 std::lock_guard lock(summary_mutex);
                 summary.smarthost_unreachable = true;
@@ -215,6 +224,9 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     std::size_t pending_single = 0;
     for (auto& plan : plans) {
         queue_relay_options queue_options = queue_options_for(plan.settings, now);
+        queue_options.due_only = options.due_only;
+        queue_options.stop = options.stop;
+        queue_options.random = watch::system_random_source();
         if (split)
             queue_options.takes = [&settings, name = plan.name](const spool::envelope& env) {
                 return route_name_for_sender(settings, env.reverse_path) == name;
@@ -222,13 +234,18 @@ flush_summary run_flush(const config& settings, const flush_options& options)
         queue_relay source(spool, std::move(queue_options));
         if (!expired) {
             source.expire_old_entries(); // whatever the route: it is sent nowhere
+            source.warn_delayed_entries();
             expired = true;
         }
-        if (source.has_work() && !relay_route(plan, source, summary, summary_mutex))
+        if (source.has_work() && !relay_route(plan, source, options, summary, summary_mutex))
             ++summary.routes_deferred;
         summary.sent += source.sent();
         summary.failed += source.failed();
         summary.bounces += source.bounces();
+        summary.delay_notices += source.delay_notices();
+        if (const std::int64_t next = source.next_attempt_at();
+            next != 0 && (summary.next_attempt_at == 0 || next < summary.next_attempt_at))
+            summary.next_attempt_at = next;
         if (!split)
             pending_single = source.count_still_pending();
     }

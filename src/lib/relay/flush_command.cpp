@@ -4,6 +4,7 @@
 #include "leafmail/log.hpp"
 #include "leafmail/relay/flush.hpp"
 #include "leafmail/relay/relay_settings.hpp"
+#include "leafmail/watch/watcher.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -29,9 +30,12 @@ program flush_program()
         "flush (or --check) only this route: a [route NAME] section or 'default'")(
         "check",
         "for each route connect, TLS, EHLO, AUTH, QUIT (no mail sent, spool untouched); one "
-        "line per route")("lock-timeout",
-                          po::value<unsigned>()->value_name("SECONDS")->default_value(300),
-                          "wait at most this long for another flush to finish");
+        "line per route")("due-only", "send only entries whose scheduled next attempt has come")(
+        "watch", "keep running: relay new mail at once, retry on a schedule, follow the link "
+                 "(until SIGTERM)")(
+        "kick", "tell a running watcher the link is up (retry at once); without one, say so")(
+        "lock-timeout", po::value<unsigned>()->value_name("SECONDS")->default_value(300),
+        "wait at most this long for another flush to finish");
     p.keys = config_keys::flush;
     p.log = log::destination::stderr_stream;
     // The spool is unusable (missing, permissions, disk): nothing more was relayed, and
@@ -46,12 +50,31 @@ int run_flush_command(const program_context& context)
     flush_options options;
     options.verbose = parsed.flags.count("verbose") > 0;
     options.dry_run = parsed.flags.count("dry-run") > 0;
+    options.due_only = parsed.flags.count("due-only") > 0;
     options.lock_timeout = std::chrono::seconds(parsed.flags["lock-timeout"].as<unsigned>());
+    if (parsed.flags.count("watch") + parsed.flags.count("kick") + parsed.flags.count("dry-run") >
+        1)
+        throw po::error("--watch, --kick and --dry-run exclude each other");
+    if (parsed.flags.count("kick")) {
+        // Scripts call this unconditionally: no watcher is not an error (exit 0). A kick only
+        // needs the spool, not the relay settings.
+        const auto result = watch::kick_watcher(parsed.settings);
+        std::cout << (result == watch::kick_result::kicked ? "leafmail-flush: watcher kicked\n"
+                                                           : "leafmail-flush: no watcher running\n")
+                  << std::flush;
+        return exit_status::ok;
+    }
     if (parsed.flags.count("route"))
         options.route = parsed.flags["route"].as<std::string>();
     check_relay_settings(parsed.settings);
     if (parsed.flags.count("check"))
         return check_routes(parsed.settings, options.route, options.verbose, std::cout);
+    if (parsed.flags.count("watch")) {
+        watch::watch_options watch_options;
+        watch_options.verbose = options.verbose;
+        watch::run_watcher(parsed.settings, watch_options);
+        return exit_status::ok;
+    }
 
     const flush_summary summary = run_flush(parsed.settings, options);
     if (summary.lock_busy)

@@ -18,11 +18,12 @@
 #include <algorithm>
 #include <istream>
 #include <sstream>
+#include <utility>
 
-// Version 1 of both classes. A new field is appended behind `if (version >= 2)` together with
-// a BOOST_CLASS_VERSION bump, a golden file in spool-format/ and a row in its version table.
+// A new field is appended behind `if (version >= N)` together with a BOOST_CLASS_VERSION bump,
+// a golden file in spool-format/ and a row in its version table. The recipient is still at 1.
 BOOST_CLASS_VERSION(leafmail::spool::recipient, 1)
-BOOST_CLASS_VERSION(leafmail::spool::envelope, 1)
+BOOST_CLASS_VERSION(leafmail::spool::envelope, 2)
 // Envelopes are values, never shared through pointers: no object tracking in the archive.
 BOOST_CLASS_TRACKING(leafmail::spool::recipient, boost::serialization::track_never)
 BOOST_CLASS_TRACKING(leafmail::spool::envelope, boost::serialization::track_never)
@@ -76,9 +77,12 @@ public:
     void load_override(boost::serialization::collection_size_type& count)
     {
         text_iarchive_impl::load_override(count);
+        // Read through a const reference: collection_size_type converts to its base type both
+        // by value (const) and by reference, and only the const one is unambiguous.
+        const std::size_t declared = std::as_const(count);
         // Each element takes at least two octets of text (a digit and a separator).
-        if (count > remaining() / 2)
-            throw corrupt_entry("envelope declares " + std::to_string(std::size_t(count)) +
+        if (declared > remaining() / 2)
+            throw corrupt_entry("envelope declares " + std::to_string(declared) +
                                 " elements, more than the rest of the archive can hold");
     }
 
@@ -125,6 +129,8 @@ void serialize(Archive& ar, leafmail::spool::envelope& e, const unsigned version
     check_version(version, "envelope");
     ar& e.id& e.queued_at& e.origin& e.client_address& e.helo_name& e.reverse_path;
     ar& e.recipients& e.content_size& e.body_8bit& e.is_bounce;
+    if (version >= 2)
+        ar& e.next_attempt_at& e.delay_notice_at;
 }
 
 } // namespace boost::serialization
