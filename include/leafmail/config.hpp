@@ -49,6 +49,9 @@ struct relay_settings {
     std::filesystem::path ca_file;            // extra CA besides the system store
     std::string auth_user;                    // empty = no AUTH
     std::filesystem::path auth_password_file; // must not be readable by group or others
+    std::string auth_password_command;        // sh -c; first stdout line is the password
+    std::string auth_token_command;           // sh -c; first stdout line is an OAuth 2.0 token
+    std::vector<std::string> auth_mechanisms; // upper case, preferred first; empty = default
     bool auth_over_plaintext = false;         // AUTH without TLS only when said explicitly
     std::string helo;                         // default: hostname
     std::chrono::seconds connect_timeout{30};
@@ -57,6 +60,7 @@ struct relay_settings {
     std::size_t max_messages_per_connection = 1000;
     std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
+    std::string rewrite_sender; // envelope sender for local senders; empty = unchanged
     // The watcher (leafmail-flush --watch): retry and probe backoff, and when it may connect.
     std::chrono::seconds retry_min{60};
     std::chrono::seconds retry_max{3600};
@@ -68,12 +72,29 @@ struct relay_settings {
     [[nodiscard]] std::uint16_t port() const;
 };
 
+/// One `senders` pattern of a route: `user@example.org` (local set) or `@example.org`.
+struct sender_pattern {
+    std::string local;  // empty: every sender of the domain
+    std::string domain; // lower case
+};
+
+inline constexpr const char* default_route_name = "default";
+
+/// A `[route NAME]` section: a smarthost with everything needed to use it, and the envelope
+/// senders whose mail goes through it.
+struct route {
+    std::string name;
+    std::vector<sender_pattern> senders;
+    relay_settings relay;
+};
+
 struct config {
     std::filesystem::path spool{"/var/spool/leafmail"};
     std::string hostname; // default: the system's host name
     std::string domain;   // for sendmail's default sender; default hostname
     receiver_settings receiver;
-    relay_settings relay;
+    relay_settings relay;      // the top-level keys: the default route
+    std::vector<route> routes; // [route NAME] sections, in file order
 };
 
 /// The programs that read each configuration key. The file may hold every key (one file

@@ -1,5 +1,6 @@
 #include "leafmail/config.hpp"
 
+#include "leafmail/routes.hpp"
 #include "leafmail/text.hpp"
 
 #include <boost/program_options.hpp>
@@ -8,6 +9,7 @@
 #include <cctype>
 #include <charconv>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <cerrno>
@@ -73,6 +75,15 @@ constexpr key_info keys[] = {
     {"auth-user", "user name for SMTP AUTH at the smarthost", flush_key},
     {"auth-password-file",
      "file holding the AUTH password; must not be readable by group or others", flush_key},
+    {"auth-password-command",
+     "command (sh -c) printing the AUTH password on its first line, run when first needed",
+     flush_key},
+    {"auth-token-command",
+     "command (sh -c) printing an OAuth 2.0 access token, for xoauth2 and oauthbearer", flush_key},
+    {"auth-mechanisms",
+     "AUTH mechanisms to use, preferred first: plain login cram-md5 xoauth2 oauthbearer "
+     "(default plain login cram-md5)",
+     flush_key},
     {"auth-over-plaintext", "allow AUTH without TLS: yes | no (default no)", flush_key},
     {"helo",
      "name sent in EHLO/HELO to the smarthost (default: hostname if dotted, else "
@@ -95,7 +106,35 @@ constexpr key_info keys[] = {
      "watcher: always (whenever a default route exists) | on-link (only after a link-up event "
      "or a kick; for metered and dial-on-demand links) (default always)",
      flush_key},
+    {"rewrite-sender", "envelope sender given to mail from local senders relayed this way",
+     flush_key},
 };
+
+// The keys a [route NAME] section may hold: everything that describes one smarthost and how
+// to use it, plus `senders`.
+constexpr std::string_view route_keys[] = {
+    "smarthost",
+    "tls",
+    "tls-verify",
+    "ca-file",
+    "auth-user",
+    "auth-password-file",
+    "auth-password-command",
+    "auth-token-command",
+    "auth-mechanisms",
+    "auth-over-plaintext",
+    "helo",
+    "connect-timeout",
+    "timeout",
+    "data-timeout",
+    "max-messages-per-connection",
+    "connections",
+    "rewrite-sender",
+    "senders",
+};
+
+constexpr std::string_view known_mechanisms[] = {"PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2",
+                                                 "OAUTHBEARER"};
 
 [[noreturn]] void bad_value(const std::string& where, std::string_view key,
                             const std::string& value, std::string_view expected)
@@ -182,6 +221,8 @@ int line_of_key(const fs::path& file, std::string_view key)
         const auto start = line.find_first_not_of(" \t");
         if (start == std::string::npos || line[start] == '#')
             continue;
+        if (line[start] == '[')
+            break; // the top-level keys end at the first [route NAME] section
         const auto eq = line.find('=', start);
         std::string name =
             line.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
@@ -280,6 +321,31 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         s.auth_user = v;
     } else if (key == "auth-password-file") {
         s.auth_password_file = v;
+    } else if (key == "auth-password-command") {
+        s.auth_password_command = v;
+    } else if (key == "auth-token-command") {
+        s.auth_token_command = v;
+    } else if (key == "auth-mechanisms") {
+        s.auth_mechanisms.clear();
+        for (const auto& item : split_list(v)) {
+            std::string name = item;
+            std::transform(name.begin(), name.end(), name.begin(), [](unsigned char letter) {
+                return static_cast<char>(std::toupper(letter));
+            });
+            if (std::find(std::begin(known_mechanisms), std::end(known_mechanisms), name) ==
+                std::end(known_mechanisms))
+                bad_value(where, key, item, "plain, login, cram-md5, xoauth2 or oauthbearer");
+            if (std::find(s.auth_mechanisms.begin(), s.auth_mechanisms.end(), name) ==
+                s.auth_mechanisms.end())
+                s.auth_mechanisms.push_back(name);
+        }
+        if (s.auth_mechanisms.empty())
+            bad_value(where, key, v, "at least one mechanism");
+    } else if (key == "rewrite-sender") {
+        const auto address = parse_sender_pattern(v);
+        if (!address || address->local.empty())
+            bad_value(where, key, v, "an address such as me@example.org");
+        s.rewrite_sender = v;
     } else if (key == "auth-over-plaintext") {
         s.auth_over_plaintext = parse_bool(where, key, v);
     } else if (key == "helo") {
@@ -378,12 +444,82 @@ std::string read_configuration_text(const fs::path& file)
     return text;
 }
 
-po::variables_map read_file(const fs::path& file, const po::options_description& desc)
+// One `key = value` line of a [route NAME] section, and the section.
+struct section_entry {
+    int line = 0;
+    std::string key;
+    std::string value;
+};
+struct route_section {
+    std::string name;
+    int line = 0;
+    std::vector<section_entry> entries;
+};
+struct file_contents {
+    po::variables_map top_level;
+    std::vector<route_section> sections;
+};
+
+std::string_view trimmed(std::string_view text)
+{
+    const auto start = text.find_first_not_of(" \t\r");
+    if (start == std::string_view::npos)
+        return {};
+    return text.substr(start, text.find_last_not_of(" \t\r") - start + 1);
+}
+
+bool is_route_name(std::string_view name)
+{
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+    });
+}
+
+file_contents read_file(const fs::path& file, const po::options_description& desc)
 {
     std::istringstream in(read_configuration_text(file));
-    po::variables_map vm;
+    // Boost.Program_options would take `[route work]` as a prefix "route work." for the keys
+    // below it. Sections are read here; Boost reads the top-level lines, the others blanked.
+    // Lines are read as Boost reads them: '#' starts a comment, blanks around name and value
+    // do not count.
+    file_contents result;
+    std::string top_level;
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        const auto at = [&] { return file.string() + ":" + std::to_string(number); };
+        const std::string_view text = trimmed(std::string_view(line).substr(0, line.find('#')));
+        if (!text.empty() && text.front() == '[') {
+            const std::string_view inside =
+                trimmed(text.back() == ']' ? text.substr(1, text.size() - 2) : std::string_view{});
+            const auto blank = inside.find_first_of(" \t");
+            const std::string_view name = blank == std::string_view::npos
+                                              ? std::string_view{}
+                                              : trimmed(inside.substr(blank));
+            if (inside.substr(0, blank) != "route" || !is_route_name(name))
+                throw config_error(at() + ": bad section '" + std::string(text) +
+                                   "' (expected [route NAME], NAME of letters, digits, - _ .)");
+            result.sections.push_back({std::string(name), number, {}});
+            top_level += '\n';
+            continue;
+        }
+        if (result.sections.empty()) {
+            top_level += line;
+            top_level += '\n';
+            continue;
+        }
+        top_level += '\n';
+        if (text.empty())
+            continue;
+        const auto eq = text.find('=');
+        const std::string_view key = trimmed(text.substr(0, eq));
+        if (eq == std::string_view::npos || key.empty())
+            throw config_error(at() + ": expected 'key = value', not '" + std::string(text) + "'");
+        result.sections.back().entries.push_back(
+            {number, std::string(key), std::string(trimmed(text.substr(eq + 1)))});
+    }
+    std::istringstream top_level_in(top_level);
     try {
-        po::store(po::parse_config_file(in, desc, false), vm);
+        po::store(po::parse_config_file(top_level_in, desc, false), result.top_level);
     } catch (po::error_with_option_name& e) {
         const std::string key = e.get_option_name();
         placeholder_defuser::defuse(e);
@@ -391,7 +527,108 @@ po::variables_map read_file(const fs::path& file, const po::options_description&
     } catch (const po::error& e) {
         throw config_error(file.string() + ": " + e.what());
     }
-    return vm;
+    return result;
+}
+
+// What a route needs beyond the type of each value. `where` names the place of a key.
+template <typename Where> void validate_route(const relay_settings& r, const Where& where)
+{
+    if (!r.smarthost.empty() && r.port() == 0)
+        bad_value(where("smarthost"), "smarthost", r.smarthost,
+                  "host or host:port with a port from 1 to 65535");
+    if (!r.auth_password_file.empty() && !r.auth_password_command.empty())
+        throw config_error(where("auth-password-command") +
+                           ": set 'auth-password-file' or 'auth-password-command', not both");
+    const bool has_password = !r.auth_password_file.empty() || !r.auth_password_command.empty();
+    const bool has_token = !r.auth_token_command.empty();
+    if (!r.auth_user.empty() && !has_password && !has_token)
+        throw config_error(where("auth-user") +
+                           ": 'auth-user' is set but 'auth-password-file' is not (nor "
+                           "'auth-password-command' or 'auth-token-command')");
+    if (r.auth_user.empty()) {
+        if (!r.auth_password_command.empty())
+            throw config_error(where("auth-password-command") +
+                               ": 'auth-password-command' is set but 'auth-user' is not");
+        if (has_token)
+            throw config_error(where("auth-token-command") +
+                               ": 'auth-token-command' is set but 'auth-user' is not");
+        return;
+    }
+    bool wants_token = false;
+    bool wants_password = r.auth_mechanisms.empty(); // the default list: password mechanisms
+    for (const auto& m : r.auth_mechanisms)
+        (m == "XOAUTH2" || m == "OAUTHBEARER" ? wants_token : wants_password) = true;
+    if (wants_token && !has_token)
+        throw config_error(where("auth-mechanisms") +
+                           ": 'auth-mechanisms' lists xoauth2 or oauthbearer but "
+                           "'auth-token-command' is not set");
+    if (has_token && !wants_token)
+        throw config_error(where("auth-token-command") +
+                           ": 'auth-token-command' is set but 'auth-mechanisms' lists neither "
+                           "xoauth2 nor oauthbearer");
+    if (wants_password && !has_password)
+        throw config_error(where("auth-mechanisms") +
+                           ": 'auth-mechanisms' lists a password mechanism (plain, login, "
+                           "cram-md5) but neither 'auth-password-file' nor "
+                           "'auth-password-command' is set");
+}
+
+// The [route NAME] sections as routes; each starts from the built-in defaults, not from the
+// top-level keys, so that one account's credentials never leak into another's route.
+std::vector<route> build_routes(const std::vector<route_section>& sections, const fs::path& file,
+                                const std::string& helo)
+{
+    std::vector<route> routes;
+    for (const auto& section : sections) {
+        const auto at = [&](int line) { return file.string() + ":" + std::to_string(line); };
+        const std::string title = "[route " + section.name + "]";
+        if (section.name == default_route_name)
+            throw config_error(at(section.line) + ": " + title +
+                               ": 'default' names the top-level keys; choose another name");
+        for (const auto& earlier : routes)
+            if (earlier.name == section.name)
+                throw config_error(at(section.line) + ": " + title +
+                                   " appears twice; route names must be unique");
+        config scratch;
+        route r;
+        r.name = section.name;
+        std::map<std::string, int, std::less<>> line_of;
+        for (const auto& e : section.entries) {
+            if (std::find(std::begin(route_keys), std::end(route_keys), e.key) ==
+                std::end(route_keys))
+                throw config_error(at(e.line) + ": unknown key '" + e.key + "' in " + title);
+            if (e.key != "senders" && line_of.count(e.key))
+                throw config_error(at(e.line) + ": '" + e.key + "' is set twice in " + title +
+                                   " (first on line " + std::to_string(line_of[e.key]) + ")");
+            line_of.emplace(e.key, e.line);
+            if (e.key != "senders") {
+                apply_key(scratch, e.key, {e.value}, at(e.line));
+                continue;
+            }
+            const auto items = split_list(e.value);
+            if (items.empty())
+                bad_value(at(e.line), e.key, e.value, "addresses or @domains");
+            for (const auto& item : items) {
+                auto pattern = parse_sender_pattern(item);
+                if (!pattern)
+                    bad_value(at(e.line), e.key, item,
+                              "an address such as me@example.org or a domain such as "
+                              "@example.org");
+                r.senders.push_back(std::move(*pattern));
+            }
+        }
+        r.relay = std::move(scratch.relay);
+        if (r.relay.smarthost.empty())
+            throw config_error(at(section.line) + ": " + title + " has no 'smarthost'");
+        if (r.relay.helo.empty())
+            r.relay.helo = helo;
+        validate_route(r.relay, [&](std::string_view key) {
+            const auto found = line_of.find(key);
+            return at(found == line_of.end() ? section.line : found->second);
+        });
+        routes.push_back(std::move(r));
+    }
+    return routes;
 }
 
 } // namespace
@@ -468,7 +705,7 @@ parsed_command_line parse_command_line(int argc, const char* const argv[],
         file = result.flags["config"].as<std::string>();
         must_exist = true;
     }
-    po::variables_map from_file;
+    file_contents from_file;
     std::error_code ec;
     if (must_exist || fs::exists(file, ec)) {
         from_file = read_file(file, file_keys);
@@ -479,8 +716,9 @@ parsed_command_line parse_command_line(int argc, const char* const argv[],
     for (const auto& key : keys) {
         if (result.flags.count(key.name))
             apply_key(c, key.name, values_of(result.flags[key.name]), "command line");
-        else if (from_file.count(key.name))
-            apply_key(c, key.name, values_of(from_file[key.name]), place_in_file(file, key.name));
+        else if (from_file.top_level.count(key.name))
+            apply_key(c, key.name, values_of(from_file.top_level[key.name]),
+                      place_in_file(file, key.name));
     }
     if (c.hostname.empty())
         c.hostname = system_hostname();
@@ -488,6 +726,7 @@ parsed_command_line parse_command_line(int argc, const char* const argv[],
         c.domain = c.hostname;
     if (c.relay.helo.empty())
         c.relay.helo = default_helo(c.hostname, c.domain);
+    c.routes = build_routes(from_file.sections, file, default_helo(c.hostname, c.domain));
     validate(c, result.config_file);
     return result;
 }
@@ -537,12 +776,7 @@ void validate(const config& c, const fs::path& file)
             bad_value(where("listen"), "listen", address, "address:port or [v6-address]:port");
         parse_unsigned(where("listen"), "listen", *split->port, 65535); // 0: any free port
     }
-    if (!c.relay.smarthost.empty() && c.relay.port() == 0)
-        bad_value(where("smarthost"), "smarthost", c.relay.smarthost,
-                  "host or host:port with a port from 1 to 65535");
-    if (!c.relay.auth_user.empty() && c.relay.auth_password_file.empty())
-        throw config_error(where("auth-user") +
-                           ": 'auth-user' is set but 'auth-password-file' is not");
+    validate_route(c.relay, where);
 }
 
 } // namespace leafmail

@@ -182,7 +182,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     options.helo = "fuzz.leafmail";
     options.tls = static_cast<client_tls>(data[0] % 3);
     if (data[0] & 4) {
-        options.auth = client_credentials{std::string(user), std::string(password)};
+        options.auth = client_credentials{std::string(user), std::string(password), {}};
         options.auth_over_plaintext = (data[0] & 8) != 0;
         if (data[0] & 16)
             options.hmac_md5 = [](std::string_view, std::string_view) {

@@ -1,2 +1,4 @@
 # leafmail-flush against a real smarthost (aiosmtpd with TLS and AUTH, and leafmaild itself).
 add_integration_test(flush test_flush.py flush)
+# Routes and identities: per-sender smarthosts, password/token commands, XOAUTH2, --check.
+add_integration_test(routes test_routes.py flush)

@@ -185,7 +185,9 @@ class Smarthost:
         self.auth_attempts.append((mechanism, user, ok))
         if ok:
             session.leafmail_user = user
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers a refusal with 535 itself (its default, True,
+        # means "already answered", and the client would wait for a reply that never comes).
+        return AuthResult(success=ok, handled=False)
 
     def start(self):
         self.controller.start()

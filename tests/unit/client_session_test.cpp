@@ -441,7 +441,7 @@ TEST_CASE("implicit TLS: no STARTTLS, AUTH allowed", "[client_session]")
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"user", "secret"};
+    options.auth = client_credentials{"user", "secret", ""};
     auto res = run_all_splits(options, {msg(1, {"a@x"})},
                               {"220 mx\r\n250-mx\r\n250 AUTH PLAIN LOGIN\r\n235 2.7.0 ok\r\n"
                                "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
@@ -456,7 +456,7 @@ TEST_CASE("AUTH LOGIN, masked", "[client_session]")
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"user", "secret"};
+    options.auth = client_credentials{"user", "secret", ""};
     auto res = run_all_splits(options, {},
                               {"220 mx\r\n250-mx\r\n250 AUTH LOGIN\r\n334 VXNlcm5hbWU6\r\n"
                                "334 UGFzc3dvcmQ6\r\n235 ok\r\n221 bye\r\n"});
@@ -470,7 +470,7 @@ TEST_CASE("AUTH CRAM-MD5 with the injected HMAC", "[client_session]")
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"tim", "tanstaaftanstaaf"};
+    options.auth = client_credentials{"tim", "tanstaaftanstaaf", ""};
     std::string seen_key, seen_challenge;
     options.hmac_md5 = [&](std::string_view key, std::string_view message) {
         seen_key = key;
@@ -494,7 +494,7 @@ TEST_CASE("AUTH CRAM-MD5 with the injected HMAC", "[client_session]")
 TEST_CASE("AUTH refused over plaintext unless configured", "[client_session]")
 {
     auto options = plain_options();
-    options.auth = client_credentials{"user", "secret"};
+    options.auth = client_credentials{"user", "secret", ""};
     auto res = run(options, {msg(1, {"a@x"})}, {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n"});
     REQUIRE(res.failure);
     CHECK(res.sent.find("AUTH") == std::string::npos);
@@ -510,7 +510,7 @@ TEST_CASE("AUTH failure fails the connection, messages untouched", "[client_sess
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"user", "wrong"};
+    options.auth = client_credentials{"user", "wrong", ""};
     auto res =
         run_all_splits(options, {msg(1, {"a@x"})},
                        {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n535 5.7.8 bad credentials\r\n"});
@@ -537,4 +537,130 @@ TEST_CASE("closed after QUIT without 221 is fine", "[client_session]")
     d.lose("eof");
     CHECK(d.result.finished);
     CHECK_FALSE(d.result.failure);
+}
+
+namespace {
+
+client_options tls_auth_options(std::vector<std::string> mechanisms, client_credentials who)
+{
+    auto options = plain_options();
+    options.tls = client_tls::implicit;
+    options.auth = std::move(who);
+    options.auth_mechanisms = std::move(mechanisms);
+    options.hmac_md5 = [](std::string_view, std::string_view) { return std::string(16, 'x'); };
+    return options;
+}
+
+} // namespace
+
+TEST_CASE("auth_mechanisms: the first configured mechanism the server offers wins",
+          "[client_session]")
+{
+    const std::string offers = "220 mx\r\n250-mx\r\n250 AUTH PLAIN LOGIN CRAM-MD5\r\n";
+    auto login_first = run(tls_auth_options({"LOGIN", "PLAIN"}, {"user", "secret", ""}), {},
+                           {offers + "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n"});
+    CHECK(login_first.sent.find("AUTH LOGIN\r\n") != std::string::npos);
+
+    // Not offered by the server: skipped.
+    auto skipped =
+        run(tls_auth_options({"XOAUTH2", "CRAM-MD5", "PLAIN"}, {"user", "secret", "tok"}), {},
+            {offers + "334 PDE+\r\n235 ok\r\n"});
+    CHECK(skipped.sent.find("AUTH CRAM-MD5\r\n") != std::string::npos);
+
+    // The default under TLS is today's order: PLAIN first.
+    auto fallback =
+        run(tls_auth_options({}, {"user", "secret", ""}), {}, {offers + "235 ok\r\n221 bye\r\n"});
+    CHECK(fallback.sent.find("AUTH PLAIN ") != std::string::npos);
+}
+
+TEST_CASE("no AUTH mechanism in common: deferred, naming both lists", "[client_session]")
+{
+    auto res = run_all_splits(tls_auth_options({"XOAUTH2", "OAUTHBEARER"}, {"me", "", "tok"}),
+                              {msg(1, {"a@x"})}, {"220 mx\r\n250-mx\r\n250 AUTH PLAIN LOGIN\r\n"});
+    REQUIRE(res.failure);
+    CHECK(res.failure->code == 451); // transient: the route is deferred, nothing bounces
+    const std::string text = res.failure->to_string();
+    CHECK_THAT(text, Catch::Contains("XOAUTH2 OAUTHBEARER"));
+    CHECK_THAT(text, Catch::Contains("PLAIN LOGIN"));
+    CHECK(res.sent.find("AUTH") == std::string::npos);
+
+    // A password mechanism without a password is not "in common" either.
+    auto no_password = run(tls_auth_options({"PLAIN"}, {"me", "", "tok"}), {},
+                           {"220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n"});
+    REQUIRE(no_password.failure);
+    CHECK_THAT(no_password.failure->to_string(), Catch::Contains("we may use none"));
+}
+
+TEST_CASE("XOAUTH2: user and bearer token in the initial response, masked", "[client_session]")
+{
+    auto options = tls_auth_options({"XOAUTH2"}, {"me@gmail.example", "", "ya29.token"});
+    auto res = run_all_splits(options, {msg(1, {"a@x"})},
+                              {"220 mx\r\n250-mx\r\n250 AUTH LOGIN XOAUTH2\r\n235 2.7.0 ok\r\n"
+                               "250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n221 bye\r\n"});
+    // base64("user=me@gmail.example\x01auth=Bearer ya29.token\x01\x01")
+    CHECK(res.sent.find("AUTH XOAUTH2 "
+                        "dXNlcj1tZUBnbWFpbC5leGFtcGxlAWF1dGg9QmVhcmVyIHlhMjkudG9rZW4BAQ==\r\n") !=
+          std::string::npos);
+    CHECK(std::find(res.shown.begin(), res.shown.end(), "AUTH XOAUTH2 ********") !=
+          res.shown.end());
+    for (auto& line : res.shown)
+        CHECK(line.find("dXNlcj1t") == std::string::npos);
+    CHECK(res.results.at(1).recipients[0].status == delivery_status::delivered);
+}
+
+TEST_CASE("OAUTHBEARER: RFC 7628 GS2 header with the user, then the bearer token",
+          "[client_session]")
+{
+    auto options = tls_auth_options({"OAUTHBEARER"}, {"a,b=c@example", "", "t0k"});
+    auto res = run_all_splits(
+        options, {}, {"220 mx\r\n250-mx\r\n250 AUTH OAUTHBEARER\r\n235 ok\r\n221 bye\r\n"});
+    // base64("n,a=a=2Cb=3Dc@example,\x01auth=Bearer t0k\x01\x01"): RFC 5801 escapes , and =.
+    CHECK(res.sent.find("AUTH OAUTHBEARER "
+                        "bixhPWE9MkNiPTNEY0BleGFtcGxlLAFhdXRoPUJlYXJlciB0MGsBAQ==\r\n") !=
+          std::string::npos);
+    CHECK_FALSE(res.failure);
+    CHECK(driver(options, {}).session().auth_mechanism().empty());
+}
+
+TEST_CASE("a refused token: the error challenge is answered, the 535 defers with its reason",
+          "[client_session]")
+{
+    // eyJzdGF0dXMiOiI0MDEifQ== is base64 of {"status":"401"}.
+    const std::string transcript = "220 mx\r\n250-mx\r\n250 AUTH XOAUTH2 OAUTHBEARER\r\n"
+                                   "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n"
+                                   "535 5.7.8 Username and Password not accepted\r\n";
+    SECTION("OAUTHBEARER answers with a lone ^A, RFC 7628 section 3.2.3")
+    {
+        auto res = run_all_splits(tls_auth_options({"OAUTHBEARER"}, {"me", "", "expired"}),
+                                  {msg(1, {"a@x"})}, {transcript});
+        CHECK(res.sent.substr(res.sent.find("\r\n", res.sent.find("AUTH OAUTHBEARER")) + 2) ==
+              "AQ==\r\n");
+        REQUIRE(res.failure);
+        CHECK(res.failure->code == 535);
+        CHECK_THAT(res.failure->to_string(), Catch::Contains("not accepted"));
+        CHECK_THAT(res.failure->to_string(), Catch::Contains("{\"status\":\"401\"}"));
+        CHECK(res.results.empty()); // nothing was in flight: the messages wait for next time
+    }
+    SECTION("XOAUTH2 answers with an empty line")
+    {
+        auto res =
+            run_all_splits(tls_auth_options({"XOAUTH2"}, {"me", "", "expired"}), {}, {transcript});
+        CHECK(res.sent.substr(res.sent.find("\r\n", res.sent.find("AUTH XOAUTH2")) + 2) == "\r\n");
+        REQUIRE(res.failure);
+        CHECK(res.failure->code == 535);
+    }
+    SECTION("a second challenge after the answer fails the session")
+    {
+        auto res = run(tls_auth_options({"XOAUTH2"}, {"me", "", "expired"}), {},
+                       {"220 mx\r\n250-mx\r\n250 AUTH XOAUTH2\r\n334 e30=\r\n334 e30=\r\n"});
+        REQUIRE(res.failure);
+        CHECK(res.failure->code == 451);
+    }
+}
+
+TEST_CASE("the chosen mechanism is reported for --check", "[client_session]")
+{
+    driver d(tls_auth_options({"LOGIN", "PLAIN"}, {"user", "secret", ""}), {});
+    d.feed("220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n235 ok\r\n");
+    CHECK(d.session().auth_mechanism() == "PLAIN");
 }

@@ -130,7 +130,26 @@ TEST_CASE("configuration errors name the file, the line and the key")
         {"smarthost = relay:0\n", ":1", "smarthost"},
         {"spool = /a\nspool = /b\n", ":1", "spool"},
         {"auth-user = me\n", ":1", "auth-user"},
-        {"[section]\nkey = 1\n", "", "section.key"},
+        {"[section]\nkey = 1\n", ":1", "[section]"},
+        {"auth-user = me\nauth-token-command = get-token\n", ":2", "auth-token-command"},
+        {"auth-user = me\nauth-password-command = p\nauth-mechanisms = xoauth2\n", ":3",
+         "auth-mechanisms"},
+        {"auth-mechanisms = plain scram-sha-1\n", ":1", "auth-mechanisms"},
+        {"rewrite-sender = nobody\n", ":1", "rewrite-sender"},
+        // [route NAME] sections
+        {"[route work]\nsmarthost = a:25\ncolour = blue\n", ":3", "colour"},
+        {"[route work]\ntls = none\n", ":1", "smarthost"},
+        {"[route work]\nsmarthost = a:25\n[route work]\nsmarthost = b:25\n", ":3", "work"},
+        {"[route work]\nsmarthost = a:25\nsenders = me@example.org example.org\n", ":3", "senders"},
+        {"[route work]\nsmarthost = a:25\nsenders = <me@example.org>\n", ":3", "senders"},
+        {"[route work]\nsmarthost = a:25\nsenders = @exa..mple.org\n", ":3", "senders"},
+        {"[route work]\nsmarthost = a:25\nmax-queue-age = 1d\n", ":3", "max-queue-age"},
+        {"[route work]\nsmarthost = a:25\ntls = maybe\n", ":3", "tls"},
+        {"[route work]\nsmarthost = a:25\n\nauth-user = me\n", ":4", "auth-user"},
+        {"[route work]\nsmarthost = a:25\nhelo = x\nhelo = y\n", ":4", "helo"},
+        {"[route default]\nsmarthost = a:25\n", ":1", "default"},
+        {"[route]\nsmarthost = a:25\n", ":1", "[route]"},
+        {"[route work]\nsmarthost\n", ":2", "smarthost"},
     };
     for (const auto& c : cases) {
         INFO(c.text);
@@ -179,6 +198,75 @@ TEST_CASE("procfs, sysfs and devices are never configuration")
         INFO(path);
         CHECK_THROWS_WITH(load_config_file(path, true), Catch::Contains(path));
     }
+}
+
+TEST_CASE("route sections are routes of their own beside the top-level default route")
+{
+    config_file file("smarthost = default.example:25\n"
+                     "auth-user = everyone\n"
+                     "auth-password-file = /etc/leafmail.secret\n"
+                     "# a work account\n"
+                     "[route work]\n"
+                     "smarthost = smtp.work.example:587  # the company relay\n"
+                     "senders = me@work.example, @Team.Work.Example\n"
+                     "senders = boss@work.example\n"
+                     "auth-user = me\n"
+                     "auth-password-command = pass show work\n"
+                     "\n"
+                     "[ route  gmail ]\n"
+                     "smarthost = smtp.gmail.com:465\n"
+                     "tls = tls\n"
+                     "senders = me@gmail.com\n"
+                     "auth-user = me@gmail.com\n"
+                     "auth-mechanisms = XOAUTH2 oauthbearer\n"
+                     "auth-token-command = oauth-helper --account me\n"
+                     "rewrite-sender = me@gmail.com\n"
+                     "connections = 2\n");
+    const config c = parse({"--config", file.path, "--hostname", "laptop"}).settings;
+    CHECK(c.relay.smarthost == "default.example:25");
+    CHECK(c.relay.auth_user == "everyone");
+    REQUIRE(c.routes.size() == 2);
+
+    const route& work = c.routes[0];
+    CHECK(work.name == "work");
+    CHECK(work.relay.smarthost == "smtp.work.example:587");
+    CHECK(work.relay.auth_user == "me");
+    CHECK(work.relay.auth_password_command == "pass show work");
+    CHECK(work.relay.auth_password_file.empty()); // nothing inherited from the top level
+    CHECK(work.relay.auth_mechanisms.empty());
+    CHECK(work.relay.helo == c.relay.helo); // the same default as the top level
+    CHECK(work.relay.tls == smtp::client_tls::starttls);
+    REQUIRE(work.senders.size() == 3);
+    CHECK(work.senders[0].local == "me");
+    CHECK(work.senders[0].domain == "work.example");
+    CHECK(work.senders[1].local.empty());
+    CHECK(work.senders[1].domain == "team.work.example");
+    CHECK(work.senders[2].local == "boss");
+
+    const route& gmail = c.routes[1];
+    CHECK(gmail.name == "gmail");
+    CHECK(gmail.relay.tls == smtp::client_tls::implicit);
+    CHECK(gmail.relay.port() == 465);
+    CHECK(gmail.relay.auth_mechanisms == std::vector<std::string>{"XOAUTH2", "OAUTHBEARER"});
+    CHECK(gmail.relay.auth_token_command == "oauth-helper --account me");
+    CHECK(gmail.relay.rewrite_sender == "me@gmail.com");
+    CHECK(gmail.relay.connections == 2);
+}
+
+TEST_CASE("a file without sections has only the default route")
+{
+    config_file file("smarthost = relay.example\n");
+    const config c = parse({"--config", file.path}).settings;
+    CHECK(c.routes.empty());
+    CHECK(c.relay.smarthost == "relay.example");
+}
+
+TEST_CASE("an error in the top-level keys is placed on its line even when a section repeats it")
+{
+    config_file file("smarthost = relay:0\n[route work]\nsmarthost = work:25\n");
+    CHECK_THROWS_WITH(parse({"--config", file.path}), Catch::Contains(file.path + ":1"));
+    config_file later("tls = none\n[route work]\nsmarthost = work:0\n");
+    CHECK_THROWS_WITH(parse({"--config", later.path}), Catch::Contains(later.path + ":3"));
 }
 
 TEST_CASE("the EHLO name defaults to a dotted name when one can be made without DNS")

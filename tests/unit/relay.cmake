@@ -4,4 +4,5 @@ target_sources(unit_tests PRIVATE
   unit/queue_relay_test.cpp
   unit/relay_settings_test.cpp
   unit/relay_credentials_test.cpp
+  unit/secret_command_test.cpp
 )

@@ -21,6 +21,7 @@ struct listed_entry {
     std::string problem;                     // why it cannot be read
     std::uint64_t file_size = 0;             // of the entry file, for unreadable entries
     bool was_quarantined = false;            // this scan moved it to corrupt/
+    std::string route; // the route its sender picks ("default", a [route NAME]); empty: unknown
 };
 
 struct scan_options {

@@ -59,6 +59,8 @@ struct relay_connection_result {
     std::size_t messages_finished = 0;
     std::size_t messages_attempted = 0; // with MAIL sent
     std::optional<smtp::reply> failure; // why the connection failed; none after a clean QUIT
+    std::string tls_version;            // "TLSv1.3" once TLS is up; empty without TLS
+    std::string auth_mechanism;         // the AUTH mechanism that succeeded; empty without AUTH
 };
 
 /// Runs one connection to the end on its own io_context (blocking the calling thread).

@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <ostream>
 #include <string>
+#include <string_view>
 
 namespace leafmail::relay {
 
@@ -22,6 +24,7 @@ struct flush_options {
     std::chrono::milliseconds lock_timeout{std::chrono::minutes(5)};
     bool verbose = false;              // log the SMTP dialogue, secrets masked
     std::function<std::int64_t()> now; // Unix seconds; default the system clock
+    std::string route;                 // flush only this route's mail; empty: every route
     /// When set and true, no further message is started: the one in flight finishes and the
     /// flush ends (the watcher's SIGTERM).
     const std::atomic<bool>* stop = nullptr;
@@ -42,7 +45,8 @@ struct flush_summary {
     double seconds = 0;
     bool lock_busy = false; // another flush held the lock beyond lock_timeout
     bool smarthost_unreachable = false;
-    bool connected = false; // at least one connection reached the smarthost
+    std::size_t routes_deferred = 0; // routes that could not be used (secret, connection, AUTH)
+    bool connected = false;          // at least one connection reached the smarthost
     /// Why a connection failed before any message went out (unreachable, TLS, greeting,
     /// AUTH); empty when none did.
     std::string connection_failure;
@@ -51,6 +55,13 @@ struct flush_summary {
 /// Runs a flush. Throws config_error for settings that cannot work (no smarthost, a bad
 /// password file, AUTH without TLS not allowed), std::system_error for spool failures.
 [[nodiscard]] flush_summary run_flush(const config& settings, const flush_options& options);
+
+/// leafmail-flush --check: for each route (or only `only`), connect, TLS, EHLO, AUTH and QUIT,
+/// sending no mail and leaving the spool alone; one line per route on `out`, such as
+/// "route work: ok (smtp.example.net:587, STARTTLS TLSv1.3, AUTH PLAIN)". Returns 0 when
+/// every route works, 75 when one does not. Throws config_error.
+[[nodiscard]] int check_routes(const config& settings, std::string_view only, bool verbose,
+                               std::ostream& out);
 
 /// sysexits: 0 when nothing is pending, 75 (EX_TEMPFAIL) when something was deferred or the
 /// lock could not be had.

@@ -37,6 +37,13 @@ struct queue_relay_options {
     bool due_only = false;              // skip entries whose next attempt has not come
     /// When set and true, no new message is handed out (the message in flight finishes).
     const std::atomic<bool>* stop = nullptr;
+    /// The entries this relay takes (those of its route); empty: every entry. The others are
+    /// left alone, unlocked, and not counted as pending.
+    std::function<bool(const spool::envelope&)> takes;
+    /// rewrite-sender: the envelope sender for mail from a local sender (no domain,
+    /// local_hostname or localhost); empty: senders are relayed as they are.
+    std::string rewrite_sender;
+    std::string local_hostname;
 };
 
 /// Thread-safe: several connections may share one.
@@ -96,6 +103,7 @@ private:
     mutable std::mutex mutex_;
     std::deque<std::string> ids_;
     std::unordered_set<std::string> known_;
+    std::unordered_set<std::string> not_taken_; // another route's entries
     std::optional<job> ready_;
     std::map<std::uint64_t, job> active_;
     std::uint64_t next_tag_ = 1;

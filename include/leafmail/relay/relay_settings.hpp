@@ -12,13 +12,34 @@
 #include <boost/asio/ssl.hpp>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace leafmail::relay {
 
 /// Checks what a flush needs before it touches anything. Throws config_error.
 void check_relay_settings(const config& settings);
 
-/// The client session's options. Reads the AUTH password file: throws config_error.
+/// The route names a flush runs: every [route NAME] section in file order, then "default"
+/// (last, so notifications made during the flush, which use the default route, go too);
+/// only `only` when it is set. Throws config_error for a name no route has.
+[[nodiscard]] std::vector<std::string> route_names(const config& settings,
+                                                   std::string_view only = {});
+
+/// The configuration as the route `name` sees it: `relay` is the route's settings, so every
+/// function below serves any route.
+[[nodiscard]] config settings_for_route(const config& settings, std::string_view name);
+
+/// Runs the route's auth-password-command or auth-token-command, when set, and puts what it
+/// prints into the options' credentials. Bounded by the route's `timeout`. Returns why it
+/// could not (the route is then deferred); nullopt when the options are complete.
+[[nodiscard]] std::optional<std::string> fetch_command_secrets(const relay_settings& relay,
+                                                               smtp::client_options& options);
+
+/// The client session's options. Reads the AUTH password file: throws config_error. Secrets
+/// from commands are left to fetch_command_secrets, run only when the route has mail.
 [[nodiscard]] smtp::client_options client_options_for(const config& settings);
 
 /// Where and how to connect: host, port, certificate checks, timeouts.

@@ -1,6 +1,7 @@
 #pragma once
 // Client side of one SMTP connection to a smarthost (RFC 5321, RFC 3207 STARTTLS, RFC 4954
-// AUTH, RFC 2920 PIPELINING, RFC 1870 SIZE, RFC 6152 8BITMIME). Server bytes in, effects out:
+// AUTH with RFC 4616 PLAIN, LOGIN, RFC 2195 CRAM-MD5, XOAUTH2 and RFC 7628 OAUTHBEARER,
+// RFC 2920 PIPELINING, RFC 1870 SIZE, RFC 6152 8BITMIME). Server bytes in, effects out:
 // commands to send, content to stream, per-recipient results. It never blocks, never throws
 // on server input and knows nothing of sockets, files, clocks, crypto libraries or logs.
 #include "leafmail/smtp/client_tls.hpp"
@@ -21,8 +22,13 @@ namespace leafmail::smtp {
 
 struct client_credentials {
     std::string user;
-    std::string password;
+    std::string password; // for PLAIN, LOGIN and CRAM-MD5; empty: those are never chosen
+    std::string token;    // OAuth 2.0 access token for XOAUTH2 and OAUTHBEARER; empty: neither
 };
+
+/// The mechanisms used when none are configured, in today's order (CRAM-MD5 moves to the
+/// front without TLS, where it does not reveal the password).
+inline const std::vector<std::string> default_auth_mechanisms = {"PLAIN", "LOGIN", "CRAM-MD5"};
 
 /// HMAC-MD5(key, message) as 16 raw octets (RFC 2104). Injected so that the core needs no
 /// crypto library; empty means CRAM-MD5 is never chosen.
@@ -32,8 +38,9 @@ using hmac_md5_function =
 struct client_options {
     std::string helo = "localhost"; // our name in EHLO/HELO
     client_tls tls = client_tls::starttls;
-    std::optional<client_credentials> auth; // no value: no AUTH
-    bool auth_over_plaintext = false;       // RFC 4954 section 4 risk accepted explicitly
+    std::optional<client_credentials> auth;   // no value: no AUTH
+    std::vector<std::string> auth_mechanisms; // upper case, preferred first; empty: the default
+    bool auth_over_plaintext = false;         // RFC 4954 section 4 risk accepted explicitly
     hmac_md5_function hmac_md5;
     std::size_t max_messages = 1000; // transactions per connection, then QUIT
 };
@@ -122,6 +129,8 @@ public:
     [[nodiscard]] bool is_finished() const { return phase_ == phase::finished; }
     [[nodiscard]] bool is_tls_active() const { return tls_active_; }
     [[nodiscard]] const server_capabilities& capabilities() const { return capabilities_; }
+    /// The AUTH mechanism chosen on this connection, empty before AUTH or without it.
+    [[nodiscard]] const std::string& auth_mechanism() const { return auth_mechanism_; }
     /// Transactions started on this connection.
     [[nodiscard]] std::size_t messages_started() const { return messages_started_; }
 
@@ -141,7 +150,15 @@ private:
         lone_dot,
         quit
     };
-    enum class auth_step { none, plain, login_user, login_password, cram_md5 };
+    enum class auth_step {
+        none,
+        plain,
+        login_user,
+        login_password,
+        cram_md5,
+        oauth,       // XOAUTH2 or OAUTHBEARER initial response sent
+        oauth_error, // the error challenge was answered; the server's failure reply is next
+    };
     struct expectation {
         command_kind kind;
         std::size_t index = 0; // recipient index for rcpt
@@ -185,6 +202,8 @@ private:
     bool tls_active_ = false;
     server_capabilities capabilities_;
     auth_step auth_step_ = auth_step::none;
+    std::string auth_mechanism_;
+    std::string oauth_error_; // the server's error challenge (JSON), for the failure reason
     std::deque<expectation> expected_;  // replies owed by the server, in order (RFC 2920 3.1)
     std::deque<transaction> in_flight_; // at most two: one awaiting its final dot, one behind
     bool need_rset_ = false;            // a transaction was left open without its final dot

@@ -5,6 +5,7 @@
 #include "leafmail/list/listing.hpp"
 #include "leafmail/list/queue_actions.hpp"
 #include "leafmail/privileges.hpp"
+#include "leafmail/routes.hpp"
 #include "leafmail/spool/queue_id.hpp"
 
 #include <boost/program_options.hpp>
@@ -60,7 +61,16 @@ int run_actions(spool::spool& spool, queue_action action, const std::vector<std:
     return status;
 }
 
-int show_entries(spool::spool& spool, const std::vector<std::string>& ids, bool json)
+// The route the flush would choose for each readable entry (decided by its sender).
+void name_routes(std::vector<listed_entry>& entries, const config& settings)
+{
+    for (auto& e : entries)
+        if (e.envelope)
+            e.route = route_name_for_sender(settings, e.envelope->reverse_path);
+}
+
+int show_entries(spool::spool& spool, const std::vector<std::string>& ids, bool json,
+                 const config& settings)
 {
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     std::vector<listed_entry> found;
@@ -86,6 +96,7 @@ int show_entries(spool::spool& spool, const std::vector<std::string>& ids, bool 
         found.push_back(std::move(*entry));
         headers.push_back(std::move(header));
     }
+    name_routes(found, settings);
     if (json) {
         write_json(std::cout, found, now, headers);
     } else {
@@ -170,11 +181,12 @@ int run_list(const program_context& context)
     if (action)
         return run_actions(spool, *action, ids);
     if (!ids.empty())
-        return show_entries(spool, ids, json);
+        return show_entries(spool, ids, json, parsed.settings);
     scan_options options;
     if (!areas.empty())
         options.areas = areas;
-    const auto entries = scan_spool(spool, options);
+    auto entries = scan_spool(spool, options);
+    name_routes(entries, parsed.settings);
     for (const auto& e : entries)
         if (e.was_quarantined)
             std::cerr << "leafmail-list: warning: moved unreadable entry " << e.id

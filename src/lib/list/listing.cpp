@@ -165,6 +165,10 @@ void append_entry_json(std::string& out, const listed_entry& e, std::int64_t now
         const auto& env = *e.envelope;
         append_field(out, "sender", env.reverse_path);
         out += ',';
+        if (!e.route.empty()) {
+            append_field(out, "route", e.route);
+            out += ',';
+        }
         append_number(out, "attempts", attempts_of(env));
         out += ',';
         // Only a queued entry with a schedule has a next attempt; null means "the next flush".
@@ -442,8 +446,10 @@ void append_block(std::string& block, const listed_entry& e, std::int64_t now)
     block += when + ", " + plural(attempts_of(env), "attempt", "attempts") + "\n";
     if (!next.empty())
         block += "  " + next + "\n"; // its own line: the one above may be near 80 columns
+    // The default route is not named: a file without [route NAME] sections lists as before.
     block += fit("  from <" + env.reverse_path + ">" +
-                     (env.is_bounce ? " (delivery status notification)" : ""),
+                     (env.is_bounce ? " (delivery status notification)" : "") +
+                     (e.route.empty() || e.route == "default" ? "" : " via route " + e.route),
                  columns) +
              "\n";
     for (const auto& r : env.recipients) {

@@ -144,6 +144,7 @@ private:
                                      (why.empty() ? ec.message() : "certificate refused: " + why));
         }
         tls_active_ = true;
+        result.tls_version = SSL_get_version(stream_.native_handle());
         if (endpoint_.verbose)
             log::debug(log::fields({{"event", "tls"},
                                     {"version", SSL_get_version(stream_.native_handle())},
@@ -241,6 +242,7 @@ private:
                 co_await handshake();
                 co_await handle(session_.tls_established());
             } else if (std::get_if<smtp::request_message>(&effect)) {
+                result.auth_mechanism = session_.auth_mechanism(); // ready: AUTH is behind us
                 std::optional<relay_job> job;
                 try {
                     job = source_.next();

@@ -7,10 +7,13 @@
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/queue_relay.hpp"
 #include "leafmail/relay/relay_settings.hpp"
+#include "leafmail/routes.hpp"
 #include "leafmail/spool/spool.hpp"
 #include "leafmail/watch/retry_schedule.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -25,9 +28,9 @@ std::int64_t system_now()
         .count();
 }
 
-void dry_run(spool::spool& spool, const config& settings, std::int64_t now, flush_summary& summary)
+void dry_run(spool::spool& spool, const config& settings, const std::vector<std::string>& routes,
+             std::int64_t now, flush_summary& summary)
 {
-    const auto& relay = settings.relay;
     for (const auto& id : spool.list(spool::area::queue)) {
         std::optional<spool::envelope> env;
         try {
@@ -38,81 +41,73 @@ void dry_run(spool::spool& spool, const config& settings, std::int64_t now, flus
         }
         if (!env || !env->has_pending())
             continue;
+        const std::string route = route_name_for_sender(settings, env->reverse_path);
+        if (std::find(routes.begin(), routes.end(), route) == routes.end())
+            continue;
+        const relay_settings& relay = *relay_of_route(settings, route);
         std::string to;
         for (const auto& r : env->recipients)
             if (r.state == spool::recipient_state::pending)
                 to += (to.empty() ? "<" : ",<") + r.address + ">";
-        std::printf("%s from=<%s> to=%s size=%llu via=%s:%u%s\n", id.c_str(),
+        std::printf("%s from=<%s> to=%s size=%llu via=%s:%u route=%s%s\n", id.c_str(),
                     env->reverse_path.c_str(), to.c_str(),
                     static_cast<unsigned long long>(env->content_size), relay.host().c_str(),
-                    static_cast<unsigned>(relay.port()),
-                    is_expired(*env, now, relay.max_queue_age) ? " (expired: would bounce)" : "");
+                    static_cast<unsigned>(relay.port()), route.c_str(),
+                    is_expired(*env, now, settings.relay.max_queue_age) ? " (expired: would bounce)"
+                                                                        : "");
         ++summary.deferred;
     }
     std::fflush(stdout);
 }
 
-} // namespace
+// Everything one route needs to relay, made before the spool is touched (config errors).
+struct route_plan {
+    std::string name;
+    config settings; // the configuration as this route sees it
+    smtp::client_options client;
+    std::unique_ptr<net::asio::ssl::context> tls;
+    net::relay_endpoint endpoint;
+};
 
-flush_summary run_flush(const config& settings, const flush_options& options)
+route_plan plan_route(const config& settings, const std::string& name, bool verbose)
 {
-    auto started = std::chrono::steady_clock::now();
-    auto now = options.now ? options.now : std::function<std::int64_t()>(system_now);
-    flush_summary summary;
-    auto finish = [&] {
-        summary.seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        return summary;
-    };
-
-    check_relay_settings(settings);
-    // RFC 5321 section 4.1.1.1 wants our fully qualified name in EHLO; many smarthosts refuse
-    // a bare host name. Said once per flush, as no DNS is asked to complete it.
-    if (!is_dotted_name(settings.relay.helo))
-        log::warning(log::fields({{"event", "helo-not-qualified"},
-                                  {"helo", settings.relay.helo},
-                                  {"hint", "set hostname, domain or helo to a dotted name"}}));
-    become_spool_owner(settings.spool, settings.receiver.user); // root never works in it
-    spool::spool spool(settings.spool, false);
-    if (options.dry_run) {
-        dry_run(spool, settings, now(), summary);
-        summary.deferred = 0; // nothing was attempted; the listing is the answer
-        return finish();
+    route_plan plan{name, settings_for_route(settings, name), {}, nullptr, {}};
+    try {
+        check_relay_settings(plan.settings);
+        plan.client = client_options_for(plan.settings);
+        plan.tls = std::make_unique<net::asio::ssl::context>(tls_context_for(plan.settings));
+    } catch (const config_error& e) {
+        if (name == default_route_name)
+            throw;
+        throw config_error("[route " + name + "]: " + e.what());
     }
-    // Everything that can refuse to start does so before the spool is touched.
-    const smtp::client_options client = client_options_for(settings);
-    net::asio::ssl::context tls = tls_context_for(settings);
-    const net::relay_endpoint endpoint = endpoint_for(settings, options.verbose);
+    plan.endpoint = endpoint_for(plan.settings, verbose);
+    return plan;
+}
 
-    // One flush at a time (cron and ip-up firing together): the second waits, then flushes
-    // what the first left.
-    auto flush_lock = spool.lock_flush(options.lock_timeout);
-    if (!flush_lock) {
-        summary.lock_busy = true;
+/// Relays one route's entries over its own connection(s), AUTH once per connection. Returns
+/// false when the route could not be used (its mail waits; the other routes go on).
+bool relay_route(route_plan& plan, queue_relay& source, const flush_options& options,
+                 flush_summary& summary, std::mutex& summary_mutex)
+{
+    const std::string relay_name = plan.endpoint.host + ":" + std::to_string(plan.endpoint.port);
+    // The secret is asked for only when the route has mail (a password manager may prompt).
+    if (const auto why = fetch_command_secrets(plan.settings.relay, plan.client)) {
         log::warning(
-            log::fields({{"event", "busy"}, {"reason", "another flush holds the spool lock"}}));
-        return finish();
+            log::fields({{"event", "route-deferred"}, {"route", plan.name}, {"reason", *why}}));
+        return false;
     }
-    spool.recover();
-
-    queue_relay_options queue_options = queue_options_for(settings, now);
-    queue_options.due_only = options.due_only;
-    queue_options.stop = options.stop;
-    queue_options.random = watch::system_random_source();
-    queue_relay source(spool, std::move(queue_options));
-    source.expire_old_entries();
-    source.warn_delayed_entries();
-
-    std::mutex summary_mutex;
+    bool usable = true;
     auto connection_loop = [&] {
         while (source.has_work()) {
             net::relay_connection_result r =
-                net::relay_over_one_connection(tls, endpoint, client, source);
+                net::relay_over_one_connection(*plan.tls, plan.endpoint, plan.client, source);
             std::string why = r.failure ? r.failure->to_string() : std::string();
             log::write(
                 options.log_each_connection ? log::level::info : log::level::debug,
                 log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
-                             {"relay", endpoint.host + ":" + std::to_string(endpoint.port)},
+                             {"route", plan.name},
+                             {"relay", relay_name},
                              {"messages", std::to_string(r.messages_attempted)},
                              {"reason", why.empty() ? "done" : why}}));
             {
@@ -124,15 +119,19 @@ flush_summary run_flush(const config& settings, const flush_options& options)
             if (!r.connected) {
                 std::lock_guard lock(summary_mutex);
                 summary.smarthost_unreachable = true;
+                usable = false;
                 break;
             }
             // A connection that failed before any message went out would fail again the same
             // way (authentication, TLS, a refusing greeting): stop, the rest waits.
-            if (r.failure && r.messages_attempted == 0)
+            if (r.failure && r.messages_attempted == 0) {
+                std::lock_guard lock(summary_mutex);
+                usable = false;
                 break;
+            }
         }
     };
-    std::size_t connections = std::max<std::size_t>(1, settings.relay.connections);
+    const std::size_t connections = std::max<std::size_t>(1, plan.settings.relay.connections);
     std::exception_ptr failure;
     if (connections == 1) {
         connection_loop();
@@ -153,14 +152,164 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     }
     if (failure)
         std::rethrow_exception(failure);
+    return usable;
+}
 
-    summary.sent = source.sent();
-    summary.failed = source.failed();
-    summary.bounces = source.bounces();
-    summary.delay_notices = source.delay_notices();
-    summary.next_attempt_at = source.next_attempt_at();
-    summary.deferred = source.count_still_pending();
+// Entries still pending whose route was run: the deferred count when routes split the queue
+// (each relay saw only its own entries).
+std::size_t count_pending_on_routes(spool::spool& spool, const config& settings,
+                                    const std::vector<std::string>& routes)
+{
+    std::size_t n = 0;
+    for (const auto& id : spool.list(spool::area::queue)) {
+        try {
+            const auto env = spool.load(spool::area::queue, id);
+            if (env && env->has_pending() &&
+                std::find(routes.begin(), routes.end(),
+                          route_name_for_sender(settings, env->reverse_path)) != routes.end())
+                ++n;
+        } catch (const std::exception&) {
+            ++n; // unreadable now (being moved, corrupt): counted rather than missed
+        }
+    }
+    return n;
+}
+
+} // namespace
+
+flush_summary run_flush(const config& settings, const flush_options& options)
+{
+    auto started = std::chrono::steady_clock::now();
+    auto now = options.now ? options.now : std::function<std::int64_t()>(system_now);
+    flush_summary summary;
+    auto finish = [&] {
+        summary.seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        return summary;
+    };
+
+    check_relay_settings(settings);
+    const std::vector<std::string> routes = route_names(settings, options.route);
+    // RFC 5321 section 4.1.1.1 wants our fully qualified name in EHLO; many smarthosts refuse
+    // a bare host name. Said once per flush, as no DNS is asked to complete it.
+    if (!is_dotted_name(settings.relay.helo))
+        log::warning(log::fields({{"event", "helo-not-qualified"},
+                                  {"helo", settings.relay.helo},
+                                  {"hint", "set hostname, domain or helo to a dotted name"}}));
+    become_spool_owner(settings.spool, settings.receiver.user); // root never works in it
+    spool::spool spool(settings.spool, false);
+    if (options.dry_run) {
+        dry_run(spool, settings, routes, now(), summary);
+        summary.deferred = 0; // nothing was attempted; the listing is the answer
+        return finish();
+    }
+    // Everything that can refuse to start does so before the spool is touched.
+    std::vector<route_plan> plans;
+    for (const auto& name : routes)
+        plans.push_back(plan_route(settings, name, options.verbose));
+
+    // One flush at a time (cron and ip-up firing together): the second waits, then flushes
+    // what the first left.
+    auto flush_lock = spool.lock_flush(options.lock_timeout);
+    if (!flush_lock) {
+        summary.lock_busy = true;
+        log::warning(
+            log::fields({{"event", "busy"}, {"reason", "another flush holds the spool lock"}}));
+        return finish();
+    }
+    spool.recover();
+
+    // With one route (no sections), the relay takes every entry, as it always did.
+    const bool split = !settings.routes.empty();
+    std::mutex summary_mutex;
+    bool expired = false;
+    std::size_t pending_single = 0;
+    for (auto& plan : plans) {
+        queue_relay_options queue_options = queue_options_for(plan.settings, now);
+        queue_options.due_only = options.due_only;
+        queue_options.stop = options.stop;
+        queue_options.random = watch::system_random_source();
+        if (split)
+            queue_options.takes = [&settings, name = plan.name](const spool::envelope& env) {
+                return route_name_for_sender(settings, env.reverse_path) == name;
+            };
+        queue_relay source(spool, std::move(queue_options));
+        if (!expired) {
+            source.expire_old_entries(); // whatever the route: it is sent nowhere
+            source.warn_delayed_entries();
+            expired = true;
+        }
+        if (source.has_work() && !relay_route(plan, source, options, summary, summary_mutex))
+            ++summary.routes_deferred;
+        summary.sent += source.sent();
+        summary.failed += source.failed();
+        summary.bounces += source.bounces();
+        summary.delay_notices += source.delay_notices();
+        if (const std::int64_t next = source.next_attempt_at();
+            next != 0 && (summary.next_attempt_at == 0 || next < summary.next_attempt_at))
+            summary.next_attempt_at = next;
+        if (!split)
+            pending_single = source.count_still_pending();
+    }
+    summary.deferred = split ? count_pending_on_routes(spool, settings, routes) : pending_single;
     return finish();
+}
+
+namespace {
+
+// A job source with nothing to send: the session goes greeting, EHLO, TLS, AUTH, QUIT.
+class no_jobs : public net::relay_job_source {
+public:
+    std::optional<net::relay_job> next() override { return std::nullopt; }
+    void finished(const smtp::message_result&) override {}
+};
+
+std::string describe_success(const route_plan& plan, const net::relay_connection_result& r)
+{
+    std::string text = "ok (" + plan.endpoint.host + ":" + std::to_string(plan.endpoint.port);
+    switch (plan.client.tls) {
+    case smtp::client_tls::none:
+        text += ", no TLS";
+        break;
+    case smtp::client_tls::starttls:
+        text += ", STARTTLS " + r.tls_version;
+        break;
+    case smtp::client_tls::implicit:
+        text += ", TLS " + r.tls_version;
+        break;
+    }
+    text += r.auth_mechanism.empty() ? ", no AUTH" : ", AUTH " + r.auth_mechanism;
+    return text + ")";
+}
+
+} // namespace
+
+int check_routes(const config& settings, std::string_view only, bool verbose, std::ostream& out)
+{
+    check_relay_settings(settings);
+    std::vector<route_plan> plans;
+    for (const auto& name : route_names(settings, only))
+        plans.push_back(plan_route(settings, name, verbose)); // config errors before any line
+    int status = exit_status::ok;
+    for (auto& plan : plans) {
+        std::string line;
+        if (const auto why = fetch_command_secrets(plan.settings.relay, plan.client)) {
+            line = "failed (" + *why + ")";
+        } else {
+            no_jobs nothing;
+            const auto r =
+                net::relay_over_one_connection(*plan.tls, plan.endpoint, plan.client, nothing);
+            line = r.failure ? "failed (" + plan.endpoint.host + ":" +
+                                   std::to_string(plan.endpoint.port) + ": " +
+                                   r.failure->to_string() + ")"
+                             : describe_success(plan, r);
+        }
+        if (line.rfind("ok", 0) != 0)
+            status = exit_status::temp_fail;
+        out << "route " << plan.name << ": " << line << std::endl;
+        log::info(log::fields({{"event", "check"}, {"route", plan.name}, {"result", line}}));
+    }
+    return status;
 }
 
 int exit_status_of(const flush_summary& summary)

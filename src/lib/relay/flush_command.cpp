@@ -22,11 +22,16 @@ program flush_program()
     p.usage = "Usage: leafmail-flush [options]\n"
               "Relays every pending message in the spool to the smarthost.\n"
               "Exit status: 0 nothing left pending, 75 something deferred, 78 configuration "
-              "error, 64 usage error.\n";
+              "error, 64 usage error.\n"
+              "With --check: 0 every route works, 75 one does not.\n";
     p.flags.add_options()("verbose",
                           "log the SMTP dialogue with the smarthost (AUTH payloads masked)")(
         "dry-run", "show what would be sent and to where; change nothing")(
-        "due-only", "send only entries whose scheduled next attempt has come")(
+        "route", po::value<std::string>()->value_name("NAME"),
+        "flush (or --check) only this route: a [route NAME] section or 'default'")(
+        "check",
+        "for each route connect, TLS, EHLO, AUTH, QUIT (no mail sent, spool untouched); one "
+        "line per route")("due-only", "send only entries whose scheduled next attempt has come")(
         "watch", "keep running: relay new mail at once, retry on a schedule, follow the link "
                  "(until SIGTERM)")(
         "kick", "tell a running watcher the link is up (retry at once); without one, say so")(
@@ -65,7 +70,11 @@ int run_flush_command(const program_context& context)
                   << std::flush;
         return exit_status::ok;
     }
+    if (parsed.flags.count("route"))
+        options.route = parsed.flags["route"].as<std::string>();
     check_relay_settings(parsed.settings);
+    if (parsed.flags.count("check"))
+        return check_routes(parsed.settings, options.route, options.verbose, std::cout);
     if (parsed.flags.count("watch")) {
         watch::watch_options watch_options;
         watch_options.verbose = options.verbose;

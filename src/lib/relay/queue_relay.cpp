@@ -2,6 +2,7 @@
 
 #include "leafmail/intake/intake.hpp"
 
+#include "leafmail/aliases.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/smtp/reply_parser.hpp"
@@ -86,6 +87,13 @@ std::optional<net::relay_job> queue_relay::next()
     ready_.reset();
     net::relay_job out{outgoing_for(j.env, tag, j.sent_indexes),
                        std::make_unique<spooled_content>(std::move(*j.content))};
+    // Providers refuse or rewrite mail whose sender is not the account: a local sender
+    // (root@laptop, cron's "www-data") gets the route's address. The null sender of a
+    // notification is not local and stays <> (RFC 5321 section 4.5.5).
+    const std::string& sender = out.message.reverse_path;
+    if (!options_.rewrite_sender.empty() && !sender.empty() &&
+        is_local_address(sender, options_.local_hostname))
+        out.message.reverse_path = options_.rewrite_sender;
     j.content.reset();
     active_.emplace(tag, std::move(j));
     return out;
@@ -202,7 +210,7 @@ std::size_t queue_relay::count_still_pending() const
     std::lock_guard lock(mutex_);
     std::size_t n = 0;
     for (const auto& id : spool_.list(spool::area::queue))
-        if (known_.count(id))
+        if (known_.count(id) && !not_taken_.count(id))
             ++n;
     return n;
 }
@@ -259,6 +267,10 @@ std::optional<queue_relay::job> queue_relay::prepare()
         auto env = load(id);
         if (!env)
             continue;
+        if (options_.takes && !options_.takes(*env)) {
+            not_taken_.insert(id); // another route's: its lock goes with entry_lock here
+            continue;
+        }
         job j{id, std::move(*env), std::move(*entry_lock), {}, std::nullopt};
         const std::int64_t now = options_.now();
         if (!j.env.has_pending()) {

@@ -2,6 +2,8 @@
 
 #include "leafmail/net/tls_context.hpp"
 #include "leafmail/relay/credentials.hpp"
+#include "leafmail/relay/secret_command.hpp"
+#include "leafmail/routes.hpp"
 
 namespace leafmail::relay {
 
@@ -28,10 +30,60 @@ smtp::client_options client_options_for(const config& settings)
     o.auth_over_plaintext = relay.auth_over_plaintext;
     o.max_messages = relay.max_messages_per_connection;
     o.hmac_md5 = net::hmac_md5;
+    o.auth_mechanisms = relay.auth_mechanisms;
     if (!relay.auth_user.empty())
-        o.auth =
-            smtp::client_credentials{relay.auth_user, read_password_file(relay.auth_password_file)};
+        o.auth = smtp::client_credentials{relay.auth_user,
+                                          relay.auth_password_file.empty()
+                                              ? std::string()
+                                              : read_password_file(relay.auth_password_file),
+                                          {}};
     return o;
+}
+
+std::vector<std::string> route_names(const config& settings, std::string_view only)
+{
+    if (!only.empty()) {
+        if (!relay_of_route(settings, only))
+            throw config_error("no route named '" + std::string(only) +
+                               "': the routes are the [route NAME] sections and 'default'");
+        return {std::string(only)};
+    }
+    std::vector<std::string> names;
+    for (const auto& r : settings.routes)
+        names.push_back(r.name);
+    names.emplace_back(default_route_name);
+    return names;
+}
+
+config settings_for_route(const config& settings, std::string_view name)
+{
+    config view = settings;
+    view.routes.clear();
+    if (const relay_settings* relay = relay_of_route(settings, name))
+        view.relay = *relay;
+    return view;
+}
+
+std::optional<std::string> fetch_command_secrets(const relay_settings& relay,
+                                                 smtp::client_options& options)
+{
+    if (!options.auth)
+        return std::nullopt;
+    const auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(relay.timeout);
+    if (!relay.auth_password_command.empty()) {
+        auto got =
+            run_secret_command(relay.auth_password_command, timeout, "auth-password-command");
+        if (!got.secret)
+            return got.failure;
+        options.auth->password = std::move(*got.secret);
+    }
+    if (!relay.auth_token_command.empty()) {
+        auto got = run_secret_command(relay.auth_token_command, timeout, "auth-token-command");
+        if (!got.secret)
+            return got.failure;
+        options.auth->token = std::move(*got.secret);
+    }
+    return std::nullopt;
 }
 
 net::relay_endpoint endpoint_for(const config& settings, bool verbose)
@@ -62,6 +114,8 @@ queue_relay_options queue_options_for(const config& settings, std::function<std:
     queue_relay_options o;
     o.reporting_host = settings.hostname;
     o.relay_name = settings.relay.smarthost;
+    o.rewrite_sender = settings.relay.rewrite_sender;
+    o.local_hostname = settings.hostname;
     o.remote_host = settings.relay.host();
     o.max_queue_age = settings.relay.max_queue_age;
     o.warn_after = settings.relay.warn_after;

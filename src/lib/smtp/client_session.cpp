@@ -59,6 +59,31 @@ std::string hex(std::string_view bytes)
     return out;
 }
 
+// RFC 5801 section 4: ',' and '=' in a GS2 authzid are written =2C and =3D.
+std::string gs2_escaped(std::string_view name)
+{
+    std::string out;
+    for (char c : name) {
+        if (c == ',')
+            out += "=2C";
+        else if (c == '=')
+            out += "=3D";
+        else
+            out += c;
+    }
+    return out;
+}
+
+// Server text for a log line or a recorded reply: printable ASCII, bounded.
+std::string printable(std::string_view text)
+{
+    constexpr std::size_t limit = 300;
+    std::string out;
+    for (char c : text.substr(0, limit))
+        out += (c >= ' ' && c <= '~') ? c : '?';
+    return out;
+}
+
 std::string upper(std::string_view s)
 {
     std::string out(s);
@@ -411,31 +436,47 @@ void client_session::start_auth(std::vector<client_effect>& out)
              out);
         return;
     }
-    // Under TLS, PLAIN is the standard choice. In plaintext CRAM-MD5 comes first because it
-    // does not reveal the password itself.
-    bool cram_md5_usable =
-        static_cast<bool>(options_.hmac_md5) && capabilities_.offers_auth("CRAM-MD5");
-    std::vector<std::string_view> preference = {"PLAIN", "LOGIN"};
-    if (cram_md5_usable)
-        preference.insert(tls_active_ ? preference.end() : preference.begin(), "CRAM-MD5");
-    std::string_view chosen;
-    for (auto mechanism : preference)
-        if (capabilities_.offers_auth(mechanism)) {
-            chosen = mechanism;
+    const auto& credentials = *options_.auth;
+    auto is_usable = [&](std::string_view mechanism) {
+        if (mechanism == "XOAUTH2" || mechanism == "OAUTHBEARER")
+            return !credentials.token.empty();
+        if (mechanism == "CRAM-MD5")
+            return static_cast<bool>(options_.hmac_md5) && !credentials.password.empty();
+        return (mechanism == "PLAIN" || mechanism == "LOGIN") && !credentials.password.empty();
+    };
+    std::vector<std::string> preference = options_.auth_mechanisms;
+    if (preference.empty()) {
+        // Under TLS, PLAIN is the standard choice. In plaintext CRAM-MD5 comes first because
+        // it does not reveal the password itself.
+        preference = default_auth_mechanisms;
+        if (!tls_active_)
+            std::rotate(preference.begin(), preference.end() - 1, preference.end());
+    }
+    auth_mechanism_.clear();
+    for (const auto& mechanism : preference)
+        if (capabilities_.offers_auth(mechanism) && is_usable(mechanism)) {
+            auth_mechanism_ = mechanism;
             break;
         }
-    if (chosen.empty()) {
-        std::string offered;
-        for (auto& m : capabilities_.auth_mechanisms)
-            offered += (offered.empty() ? "" : " ") + m;
+    if (auth_mechanism_.empty()) {
+        auto joined = [](const std::vector<std::string>& names) {
+            std::string text;
+            for (const auto& name : names)
+                text += (text.empty() ? "" : " ") + name;
+            return text.empty() ? std::string("none") : text;
+        };
+        std::vector<std::string> ours;
+        for (const auto& mechanism : preference)
+            if (is_usable(mechanism))
+                ours.push_back(mechanism);
         fail(local_reply(451, "4.7.0",
-                         "smarthost offers no AUTH mechanism we support (offered: " +
-                             (offered.empty() ? std::string("none") : offered) + ")"),
+                         "no AUTH mechanism in common: we may use " + joined(ours) +
+                             ", the smarthost offers " + joined(capabilities_.auth_mechanisms)),
              out);
         return;
     }
     phase_ = phase::auth;
-    const auto& credentials = *options_.auth;
+    const std::string& chosen = auth_mechanism_;
     if (chosen == "PLAIN") {
         // RFC 4616 section 2: [authzid] NUL authcid NUL passwd, sent as the initial response
         // (RFC 4954 section 4) to save a round trip.
@@ -450,9 +491,27 @@ void client_session::start_auth(std::vector<client_effect>& out)
     } else if (chosen == "LOGIN") {
         auth_step_ = auth_step::login_user;
         send("AUTH LOGIN\r\n", "AUTH LOGIN", command_kind::auth, out);
-    } else {
+    } else if (chosen == "CRAM-MD5") {
         auth_step_ = auth_step::cram_md5;
         send("AUTH CRAM-MD5\r\n", "AUTH CRAM-MD5", command_kind::auth, out);
+    } else {
+        // XOAUTH2 (Google's and Microsoft's SMTP documentation):
+        //   "user=" user ^A "auth=Bearer " token ^A ^A
+        // OAUTHBEARER, RFC 7628 section 3.1: a GS2 header naming the user as authzid, then
+        //   ^A "auth=Bearer " token ^A ^A
+        // Both as the initial response (RFC 4954 section 4).
+        const std::string payload = chosen == "XOAUTH2" ? "user=" + credentials.user +
+                                                              "\x01"
+                                                              "auth=Bearer " +
+                                                              credentials.token + "\x01\x01"
+                                                        : "n,a=" + gs2_escaped(credentials.user) +
+                                                              ",\x01"
+                                                              "auth=Bearer " +
+                                                              credentials.token + "\x01\x01";
+        auth_step_ = auth_step::oauth;
+        oauth_error_.clear();
+        send("AUTH " + chosen + " " + base64_encode(payload) + "\r\n",
+             "AUTH " + chosen + " " + std::string(masked), command_kind::auth, out);
     }
 }
 
@@ -466,7 +525,13 @@ void client_session::on_auth(const reply& r, std::vector<client_effect>& out)
         return;
     }
     if (r.code != 334) { // 535 bad credentials, 454 temporary, 534 ...: the session cannot go on
-        fail(r, out);
+        if (oauth_error_.empty()) {
+            fail(r, out);
+            return;
+        }
+        reply why = r; // the server's refusal, with the reason it gave in the challenge
+        why.lines.push_back("token refused: " + oauth_error_);
+        fail(std::move(why), out);
         return;
     }
     // RFC 4954 section 4: 334 carries a base64 challenge; each answer is one base64 line.
@@ -501,6 +566,23 @@ void client_session::on_auth(const reply& r, std::vector<client_effect>& out)
              command_kind::auth, out);
         return;
     }
+    case auth_step::oauth: {
+        // The token was refused: the 334 carries a JSON error (RFC 7628 section 3.2.2). The
+        // exchange is completed so that the server sends its failure reply: OAUTHBEARER with
+        // a lone ^A (RFC 7628 section 3.2.3), XOAUTH2 with an empty response (Google's
+        // XOAUTH2 documentation).
+        auth_step_ = auth_step::oauth_error;
+        auto challenge =
+            base64_decode(r.lines.empty() ? std::string_view{} : std::string_view(r.lines[0]));
+        oauth_error_ = printable(challenge ? *challenge : std::string("(not base64)"));
+        if (oauth_error_.empty())
+            oauth_error_ = "(no details)";
+        const bool oauthbearer = auth_mechanism_ == "OAUTHBEARER";
+        send(oauthbearer ? base64_encode("\x01") + "\r\n" : std::string("\r\n"),
+             oauthbearer ? "AQ==" : "", command_kind::auth, out);
+        return;
+    }
+    case auth_step::oauth_error: // a second challenge after our dummy answer: give up
     case auth_step::none:
         break;
     }
