@@ -1,2 +1,4 @@
 # leafmail-flush against a real smarthost (aiosmtpd with TLS and AUTH, and leafmaild itself).
 add_integration_test(flush test_flush.py flush)
+# Delivery that tells the truth (issue 11): the final dot, 452 splitting, QUIT and close_notify.
+add_integration_test(flush_delivery test_flush_delivery.py flush)

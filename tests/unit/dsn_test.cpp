@@ -112,9 +112,9 @@ TEST_CASE("apply_result: 2xx delivered, 4xx pending with the reply, 5xx failed",
 
     smtp::message_result result{9, true, {}};
     result.recipients = {
-        {"ok@x", smtp::delivery_status::delivered, {250, "2.0.0", {"ok"}}},
-        {"later@x", smtp::delivery_status::deferred, {450, "4.2.0", {"busy"}}},
-        {"gone@x", smtp::delivery_status::failed, {550, "5.1.1", {"no such user"}}}};
+        {0, "ok@x", smtp::delivery_status::delivered, {250, "2.0.0", {"ok"}}},
+        {1, "later@x", smtp::delivery_status::deferred, {450, "4.2.0", {"busy"}}},
+        {2, "gone@x", smtp::delivery_status::failed, {550, "5.1.1", {"no such user"}}}};
     auto failed = apply_result(env, sent, result, 1700000500);
     REQUIRE(failed.size() == 1);
     CHECK(failed[0].address == "gone@x");

@@ -47,8 +47,9 @@ struct relay_endpoint {
 struct relay_connection_result {
     bool connected = false; // TCP (and implicit TLS) came up
     std::size_t messages_finished = 0;
-    std::size_t messages_attempted = 0; // with MAIL sent
-    std::optional<smtp::reply> failure; // why the connection failed; none after a clean QUIT
+    std::size_t messages_attempted = 0;   // with MAIL sent
+    std::optional<smtp::reply> failure;   // why the connection failed; none after a clean QUIT
+    bool authentication_required = false; // refused for want of AUTH we are not configured for
 };
 
 /// Runs one connection to the end on its own io_context (blocking the calling thread).

@@ -25,9 +25,13 @@ struct flush_summary {
     std::size_t deferred = 0; // entries still pending in queue/ afterwards (tried or not)
     std::size_t failed = 0;   // entries moved to failed/ (each with a bounce when allowed)
     std::size_t bounces = 0;  // notifications created
+    // Entries whose final dot went out without a reply before the connection ended: they
+    // may have been delivered and stay pending (counted in deferred too).
+    std::size_t unconfirmed = 0;
     double seconds = 0;
     bool lock_busy = false; // another flush held the lock beyond lock_timeout
     bool smarthost_unreachable = false;
+    bool authentication_required = false; // the smarthost wants AUTH, none is configured
 };
 
 /// Runs a flush. Throws config_error for settings that cannot work (no smarthost, a bad
@@ -38,7 +42,7 @@ struct flush_summary {
 /// lock could not be had.
 [[nodiscard]] int exit_status_of(const flush_summary& summary);
 
-/// "sent N, deferred N, failed N in X s"
+/// "sent N, deferred N, failed N in X s", with ", unconfirmed N" before " in" when N > 0
 [[nodiscard]] std::string summary_line(const flush_summary& summary);
 
 /// Checks what the flush needs before it touches anything. Throws config_error.

@@ -40,6 +40,8 @@ std::string_view to_string(smtp::delivery_status s)
         return "deferred";
     case smtp::delivery_status::failed:
         return "failed";
+    case smtp::delivery_status::unconfirmed:
+        return "unconfirmed";
     }
     return "deferred";
 }
@@ -89,17 +91,34 @@ public:
         auto it = active_.find(result.tag);
         if (it == active_.end())
             return;
-        job j = std::move(it->second);
-        active_.erase(it);
+        job& j = it->second;
         std::int64_t now = now_();
+        for (const auto& r : result.recipients)
+            if (r.status == smtp::delivery_status::unconfirmed)
+                unconfirmed_ids_.insert(j.id);
         for (const auto& r : result.recipients)
             log::info(log::fields({{"event", to_string(r.status)},
                                    {"id", j.id},
                                    {"to", "<" + r.address + ">"},
                                    {"relay", settings_.relay.smarthost},
                                    {"reply", r.why.to_string()}}));
-        auto failed = apply_result(j.env, j.sent_indexes, result, now);
-        settle(j, failed, now, settings_.relay.host());
+        auto now_failed = apply_result(j.env, j.sent_indexes, result, now);
+        j.newly_failed.insert(j.newly_failed.end(), now_failed.begin(), now_failed.end());
+        if (!result.last) {
+            // More of its recipients follow in another transaction. The deliveries are
+            // recorded now, so a crash never sends them again; this run's failures stay
+            // pending on disk until the last transaction, when one notification covers them
+            // all (committed before the state that says "failed", as in settle()).
+            spool::envelope on_disk = j.env;
+            for (std::size_t index : j.sent_indexes)
+                if (on_disk.recipients[index].state == spool::recipient_state::failed)
+                    on_disk.recipients[index].state = spool::recipient_state::pending;
+            spool_.save_state(spool::area::queue, on_disk);
+            return;
+        }
+        job done = std::move(j);
+        active_.erase(it);
+        settle(done, done.newly_failed, now, settings_.relay.host());
     }
 
     /// Fails and bounces the entries older than max-queue-age without sending anything, so
@@ -137,6 +156,15 @@ public:
     std::size_t sent = 0;
     std::size_t failed = 0;
     std::size_t bounces = 0;
+    /// Entries left pending by a transaction whose dot got no reply.
+    std::size_t count_unconfirmed() const
+    {
+        std::size_t n = 0;
+        for (const auto& id : spool_.list(spool::area::queue))
+            if (unconfirmed_ids_.count(id))
+                ++n;
+        return n;
+    }
 
 private:
     struct job {
@@ -145,6 +173,7 @@ private:
         spool::file_lock lock; // held from load to settle: no other tool changes the entry
         std::vector<std::size_t> sent_indexes;
         std::optional<spool::content_reader> content;
+        std::vector<failed_recipient> newly_failed = {}; // by this run's transactions so far
     };
 
     std::optional<spool::envelope> load(const std::string& id)
@@ -285,6 +314,7 @@ private:
     std::mutex mutex_;
     std::deque<std::string> ids_;
     std::unordered_set<std::string> known_;
+    std::unordered_set<std::string> unconfirmed_ids_;
     std::optional<job> ready_;
     std::map<std::uint64_t, job> active_;
     std::uint64_t next_tag_ = 1;
@@ -296,6 +326,7 @@ smtp::client_options client_options_for(const config& settings)
     o.helo = settings.relay.helo.empty() ? settings.hostname : settings.relay.helo;
     o.auth_over_plaintext = settings.relay.auth_over_plaintext;
     o.max_messages = settings.relay.max_messages_per_connection;
+    o.max_recipients_per_transaction = settings.relay.max_recipients_per_transaction;
     o.hmac_md5 = net::hmac_md5;
     if (!settings.relay.auth_user.empty())
         o.auth = smtp::client_credentials{settings.relay.auth_user,
@@ -396,6 +427,18 @@ flush_summary run_flush(const config& settings, const flush_options& options)
                 summary.smarthost_unreachable = true;
                 break;
             }
+            if (r.authentication_required) {
+                // Our configuration's fault: every message waits, nothing bounces (the core
+                // deferred them), and the operator gets one line saying what to set.
+                log::error(
+                    log::fields({{"event", "authentication-required"},
+                                 {"relay", endpoint.host + ":" + std::to_string(endpoint.port)},
+                                 {"hint", "the smarthost requires AUTH: set auth-user and "
+                                          "auth-password-file"}}));
+                std::lock_guard lock(summary_mutex);
+                summary.authentication_required = true;
+                break;
+            }
             // A connection that failed before any message went out would fail again the same
             // way (authentication, TLS, a refusing greeting): stop, the rest waits.
             if (r.failure && r.messages_attempted == 0)
@@ -428,6 +471,7 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     summary.failed = source.failed;
     summary.bounces = source.bounces;
     summary.deferred = source.count_still_pending();
+    summary.unconfirmed = source.count_unconfirmed();
     return finish();
 }
 
@@ -442,9 +486,12 @@ std::string summary_line(const flush_summary& summary)
 {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.2f", summary.seconds);
-    return "sent " + std::to_string(summary.sent) + ", deferred " +
-           std::to_string(summary.deferred) + ", failed " + std::to_string(summary.failed) +
-           " in " + seconds + " s";
+    std::string line = "sent " + std::to_string(summary.sent) + ", deferred " +
+                       std::to_string(summary.deferred) + ", failed " +
+                       std::to_string(summary.failed);
+    if (summary.unconfirmed > 0)
+        line += ", unconfirmed " + std::to_string(summary.unconfirmed);
+    return line + " in " + seconds + " s";
 }
 
 } // namespace leafmail::relay
