@@ -194,7 +194,7 @@ class ScriptedSmarthost:
     def __init__(self, faults=None, faulty_connections=1, split=None, split_delay=0.0,
                  greeting=("220 scripted.test ESMTP",), ehlo_extra=(), tls_context=None,
                  users=None, auth_mechanisms="PLAIN LOGIN", plain_continuation=False, stall_seconds=60.0, lenient_data_end=False, data_reply="250 2.0.0 queued",
-                 max_recipients=None):
+                 max_recipients=None, eight_bit_mime=True):
         self.faults = dict(faults or {})
         for step in self.faults:
             assert step in STEPS, step
@@ -211,6 +211,7 @@ class ScriptedSmarthost:
         self.lenient_data_end = lenient_data_end
         self.data_reply = data_reply
         self.max_recipients = max_recipients  # per transaction; more get 452 4.5.3
+        self.eight_bit_mime = eight_bit_mime  # offer 8BITMIME (RFC 6152)
         self.connections = []
         self.messages = []   # accepted with the data reply
         self.refused = []    # read whole, then answered by a fault at "dot"
@@ -288,7 +289,9 @@ class ScriptedSmarthost:
             c.close()
 
     def _ehlo_lines(self, c, name):
-        caps = ["8BITMIME", "SIZE 104857600", "ENHANCEDSTATUSCODES"] + self.ehlo_extra
+        caps = (["8BITMIME"] if self.eight_bit_mime else []) + ["SIZE 104857600",
+                                                                "ENHANCEDSTATUSCODES"]
+        caps += self.ehlo_extra
         if self.tls_context and not c.tls:
             caps.append("STARTTLS")
         if self.users and c.tls:

@@ -6,10 +6,12 @@ several transactions of one run; every failure after the greeting ends with QUIT
 close_notify. Messages are queued through the real leafmaild; every wait is bounded."""
 
 import os
+import quopri
 import re
+import subprocess
 import unittest
 
-from harness import entry_ids, read_entry
+from harness import LEAFMAIL_SENDMAIL, entry_ids, read_entry
 from test_flush import FlushTestCase, message
 from test_hardening_flush import HardeningFlushCase, PASSWORD, USER
 
@@ -181,6 +183,71 @@ class AuthenticationNotConfigured(HardeningFlushCase):
         self.assertEqual(len(server.connections), 1)  # stops, does not try each message
         commands = [cmd for cmd, _ in server.connections[0].commands]
         self.assertEqual(commands[-1], "QUIT")
+
+
+def lines_of(content):
+    return content.split(b"\r\n")
+
+
+class WhatLeavesLeafmail(HardeningFlushCase):
+    """RFC 6152 section 3 and RFC 5321 section 4.5.3.1.6 at the smarthost's end."""
+
+    def test_8bit_mime_part_becomes_quoted_printable_without_8bitmime(self):
+        text = "Gr\u00fc\u00dfe aus K\u00f6ln, = sign and trailing space \r\n".encode() * 3
+        content = (b"From: <alice@client.test>\r\nTo: <bob@remote.test>\r\nSubject: 8bit\r\n"
+                   b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+                   b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Transfer-Encoding: 8bit\r\n\r\n" + text +
+                   b"--b1\r\nContent-Type: application/octet-stream\r\n"
+                   b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b1--\r\n")
+        self.queue(content)
+        server = self.scripted(eight_bit_mime=False)
+        status, _, err, _, _ = self.flush_to(server)
+        self.assertEqual(status, 0, err)
+        got = server.messages[0].content
+        self.assertTrue(all(b < 128 for b in got), got)  # 7-bit on the wire
+        self.assertNotIn("BODY=", " ".join(server.mail_commands()))
+        self.assertIn(b"Content-Transfer-Encoding: quoted-printable\r\n\r\n", got)
+        encoded = got.split(b"quoted-printable\r\n\r\n")[1].split(b"--b1\r\n")[0]
+        self.assertEqual(quopri.decodestring(encoded.replace(b"\r\n", b"\n")),
+                         text.replace(b"\r\n", b"\n"))
+        self.assertIn(b"\r\nAAEC\r\n--b1--\r\n", got)
+
+    def test_8bit_mime_part_unchanged_with_8bitmime(self):
+        body = "K\u00f6ln\r\n".encode()
+        content = (b"Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body)
+        stored = self.queue(content)
+        server = self.scripted()
+        status, _, err, _, _ = self.flush_to(server)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(server.messages[0].content, stored)
+        self.assertIn("BODY=8BITMIME", " ".join(server.mail_commands()))
+
+    def test_non_mime_8bit_message_is_sent_with_a_warning(self):
+        stored = self.queue(b"Subject: cron\r\n\r\nK\xc3\xb6ln\r\n")
+        server = self.scripted(eight_bit_mime=False)
+        status, _, err, _, _ = self.flush_to(server)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(server.messages[0].content, stored)
+        self.assertIn("event=eight-bit-unconverted", err)
+
+    def test_a_5000_octet_line_from_sendmail_leaves_broken_at_998(self):
+        config = os.path.join(self.daemon.workdir, "sendmail.conf")
+        with open(config, "w") as f:
+            f.write("spool = %s\nhostname = client.test\n" % self.spool)
+        long_line = b"y" * 5000
+        result = subprocess.run([LEAFMAIL_SENDMAIL, "-C", config, "-f", "alice@client.test",
+                                 "bob@remote.test"], input=b"Subject: cron\n\n" + long_line + b"\n",
+                                capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        server = self.smarthost()  # aiosmtpd
+        status, _, err, _, _ = self.flush("--tls", "none", smarthost="127.0.0.1:%d" % server.port)
+        self.assertEqual(status, 0, err)
+        got = server.messages[0].content
+        self.assertLessEqual(max(len(l) for l in lines_of(got)), 998)
+        # Postfix's way (smtp_line_length_limit): CRLF SPACE inserted; nothing lost.
+        self.assertIn(long_line, got.replace(b"\r\n ", b""))
 
 
 if __name__ == "__main__":

@@ -4,4 +4,5 @@ target_sources(unit_tests PRIVATE
   unit/dot_stuffer_test.cpp
   unit/dsn_test.cpp
   unit/relay_credentials_test.cpp
+  unit/seven_bit_content_test.cpp
 )

@@ -108,6 +108,9 @@ struct request_message {};    // call message() or no_more_messages()
 struct send_message_content { // stream the message's content through a dot_stuffer, end marker
                               // included
     std::uint64_t tag = 0;
+    // 8-bit content for a server without 8BITMIME: it must be made 7-bit where it can
+    // (RFC 6152 section 3).
+    bool needs_seven_bit = false;
 };
 struct message_finished { // record it durably before sending later content
     message_result result;

@@ -2,6 +2,7 @@
 
 #include "leafmail/log.hpp"
 #include "leafmail/net/tls_context.hpp"
+#include "leafmail/relay/seven_bit_content.hpp"
 #include "leafmail/smtp/dot_stuffer.hpp"
 
 #include <map>
@@ -314,7 +315,7 @@ private:
                     co_await handle(session_.no_more_messages());
                 }
             } else if (auto* content = std::get_if<smtp::send_message_content>(&effect)) {
-                co_await send_content(content->tag);
+                co_await send_content(content->tag, content->needs_seven_bit);
             } else if (auto* done = std::get_if<smtp::message_finished>(&effect)) {
                 if (done->result.last)
                     contents_.erase(done->result.tag);
@@ -333,7 +334,7 @@ private:
         }
     }
 
-    awaitable<void> send_content(std::uint64_t tag)
+    awaitable<void> send_content(std::uint64_t tag, bool needs_seven_bit)
     {
         auto it = contents_.find(tag);
         if (it == contents_.end())
@@ -341,6 +342,10 @@ private:
         spool::content_reader& reader = it->second;
         reader.rewind(); // the same message again, for recipients of a later transaction
         smtp::dot_stuffer stuffer;
+        // No line over 998 octets leaves leafmail, and 8-bit MIME parts become
+        // quoted-printable for a server without 8BITMIME (relay/seven_bit_content.hpp).
+        relay::content_filter filter({!needs_seven_bit});
+        std::string filtered;
         if (endpoint_.verbose)
             log::debug("C: <content of " + std::to_string(reader.size()) + " octets>");
         for (;;) {
@@ -355,11 +360,27 @@ private:
             }
             if (block.empty())
                 break;
-            stuffer.stuff(block, out_);
+            filtered.clear();
+            filter.put(block, filtered);
+            stuffer.stuff(filtered, out_);
             if (out_.size() >= write_threshold)
                 co_await flush();
         }
+        filtered.clear();
+        filter.finish(filtered);
+        stuffer.stuff(filtered, out_);
         stuffer.finish(out_); // CRLF "." CRLF, RFC 5321 section 4.1.1.4
+        if (filter.sent_8bit_unconverted())
+            log::warning(log::fields(
+                {{"event", "eight-bit-unconverted"},
+                 {"reason", "8-bit content outside MIME parts that can be encoded (no "
+                            "MIME-Version, a header, a message/* part) sent to a smarthost "
+                            "without 8BITMIME (RFC 6152 section 3)"}}));
+        if (filter.lines_broken() > 0 || filter.parts_converted() > 0)
+            log::info(log::fields(
+                {{"event", "content-changed"},
+                 {"lines-broken", std::to_string(filter.lines_broken())},
+                 {"parts-quoted-printable", std::to_string(filter.parts_converted())}}));
     }
 
     asio::ssl::stream<tcp::socket> stream_;

@@ -10,4 +10,5 @@ target_sources(leafmail PRIVATE
   lib/relay/delivery.cpp
   lib/relay/dsn.cpp
   lib/relay/flush.cpp
+  lib/relay/seven_bit_content.cpp
 )

@@ -719,7 +719,8 @@ void client_session::on_data(const reply& r, std::vector<client_effect>& out)
     if (r.code == 354) {
         if (any_accepted) {
             t.content_sent = true;
-            out.push_back(send_message_content{t.message.tag});
+            out.push_back(send_message_content{t.message.tag, t.message.has_8bit &&
+                                                                  !capabilities_.eight_bit_mime});
             expected_.push_back({command_kind::final_dot});
             // RFC 2920 section 3.1: with PIPELINING the next transaction may follow the final
             // dot in the same round trip; advance() asks for it now.
