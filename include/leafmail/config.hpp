@@ -4,6 +4,7 @@
 // name. Bad keys or values stop the program at start with file, line and key named.
 #include "leafmail/access.hpp"
 #include "leafmail/log.hpp"
+#include "leafmail/smtp/client_tls.hpp"
 
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/positional_options.hpp>
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace leafmail {
@@ -24,8 +26,6 @@ class config_error : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
-
-enum class tls_mode { none, starttls, implicit };
 
 struct receiver_settings {
     std::vector<std::string> listen{"127.0.0.1:25"}; // host:port, [v6]:port; port 0 = any free
@@ -43,7 +43,7 @@ struct receiver_settings {
 
 struct relay_settings {
     std::string smarthost; // host[:port]; empty = not configured
-    tls_mode tls = tls_mode::starttls;
+    smtp::client_tls tls = smtp::client_tls::starttls;
     bool tls_verify = true;                   // peer certificate and host name (SNI sent)
     std::filesystem::path ca_file;            // extra CA besides the system store
     std::string auth_user;                    // empty = no AUTH
@@ -73,14 +73,27 @@ struct config {
     relay_settings relay;
 };
 
-/// Every configuration key (file and command line share these), for help texts.
-[[nodiscard]] boost::program_options::options_description config_options(config& into);
+/// The programs that read each configuration key. The file may hold every key (one file
+/// serves all programs) and every key is accepted as a flag, but a program's --help lists only
+/// the keys it uses.
+namespace config_keys {
+inline constexpr unsigned daemon = 1;   // leafmaild
+inline constexpr unsigned flush = 2;    // leafmail-flush
+inline constexpr unsigned list = 4;     // leafmail-list
+inline constexpr unsigned sendmail = 8; // leafmail-sendmail
+inline constexpr unsigned all = daemon | flush | list | sendmail;
+} // namespace config_keys
+
+/// The configuration keys used by `programs` (config_keys:: bits), for help texts.
+[[nodiscard]] boost::program_options::options_description
+config_options(unsigned programs = config_keys::all);
 
 /// Parses a command line whose tool-specific flags are in `tool_flags`, plus every
 /// configuration key as a flag, then the configuration file (from --config, default path;
 /// a missing default file is fine, a missing named one is an error). Command-line values win.
-/// Returns the variables map for the tool flags. Throws config_error (exit 78) for file
-/// problems and boost::program_options::error for command-line ones (exit 64).
+/// Returns the variables map for the tool flags. The help text lists the keys of
+/// `shown_keys` (config_keys:: bits); the others are accepted but not shown. Throws config_error
+/// (exit 78) for file problems and boost::program_options::error for command-line ones (exit 64).
 struct parsed_command_line {
     boost::program_options::variables_map flags;
     config settings;
@@ -90,7 +103,8 @@ struct parsed_command_line {
 [[nodiscard]] parsed_command_line parse_command_line(
     int argc, const char* const argv[],
     const boost::program_options::options_description& tool_flags,
-    const boost::program_options::positional_options_description* positional = nullptr);
+    const boost::program_options::positional_options_description* positional = nullptr,
+    unsigned shown_keys = config_keys::all);
 
 /// The value of a tool's --log flag. Throws boost::program_options::error (a usage error)
 /// for anything but "syslog" or "stderr".
@@ -100,6 +114,14 @@ log_destination_flag(const boost::program_options::variables_map& flags);
 /// Reads only a configuration file (for tools with a command line of their own, such as
 /// leafmail-sendmail). A missing file is an error only when must_exist.
 [[nodiscard]] config load_config_file(const std::filesystem::path& file, bool must_exist);
+
+/// True when name has a dot between two labels, the least a smarthost takes for the fully
+/// qualified name RFC 5321 section 4.1.1.1 wants in EHLO. Address literals ("[...]") count.
+[[nodiscard]] bool is_dotted_name(std::string_view name);
+
+/// The EHLO name when `helo` is not set: hostname when it is dotted, else hostname + "." +
+/// domain when domain is dotted, else hostname as it is (a flush then warns). No DNS.
+[[nodiscard]] std::string default_helo(std::string_view hostname, std::string_view domain);
 
 /// Checks values that need more than a type (ports, files). Throws config_error.
 void validate(const config& settings, const std::filesystem::path& file);

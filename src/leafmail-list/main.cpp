@@ -3,5 +3,6 @@
 
 int main(int argc, char* argv[])
 {
-    return leafmail::list::list_main(argc, argv);
+    return leafmail::run_program(argc, argv, leafmail::list::list_program(),
+                                 leafmail::list::run_list);
 }

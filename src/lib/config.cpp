@@ -21,47 +21,62 @@ namespace {
 struct key_info {
     const char* name;
     const char* help;
+    unsigned used_by; // config_keys:: bits: whose --help lists the key
     bool is_list = false;
 };
 
+constexpr unsigned daemon_key = config_keys::daemon;
+constexpr unsigned flush_key = config_keys::flush;
+// leafmail-sendmail -bs serves one SMTP session as leafmaild does, so it reads the receiver's
+// limits too.
+constexpr unsigned receiver_key = config_keys::daemon | config_keys::sendmail;
+
 constexpr key_info keys[] = {
-    {"spool", "spool directory (default /var/spool/leafmail)"},
-    {"hostname", "our host name in the greeting and Received: (default: the system's)"},
-    {"domain", "domain for local senders without one (default: hostname)"},
+    {"spool", "spool directory (default /var/spool/leafmail)", config_keys::all},
+    {"hostname", "our host name in the greeting and Received: (default: the system's)",
+     config_keys::daemon | config_keys::flush | config_keys::sendmail},
+    {"domain", "domain for local senders without one (default: hostname)", config_keys::sendmail},
     {"listen",
      "address:port to listen on, [v6]:port for IPv6, port 0 picks a free one; repeatable (default "
      "127.0.0.1:25)",
-     true},
+     daemon_key, true},
     {"allow", "client network allowed to send, CIDR; repeatable (default 127.0.0.0/8 and ::1)",
-     true},
-    {"deny", "client network refused, CIDR; wins over allow; repeatable", true},
-    {"max-message-size", "largest message accepted, octets or with K/M/G (default 25M)"},
-    {"max-recipients", "recipients per message (default 100)"},
-    {"max-connections", "concurrent SMTP connections (default 100)"},
-    {"idle-timeout", "seconds a client may stay silent (default 300; also s/m/h suffixes)"},
-    {"max-bad-commands", "bad commands before the session is closed (default 20)"},
-    {"min-free-space", "refuse new mail with 452 below this free space (default 64M)"},
-    {"fsync-workers", "threads that run fsync off the event loop (default 16)"},
-    {"shutdown-grace", "seconds sessions in flight get after SIGTERM (default 30)"},
-    {"user", "user to run as after binding, when started as root"},
-    {"smarthost", "relay host[:port] for leafmail-flush"},
-    {"tls", "none | starttls | tls (implicit TLS) (default starttls)"},
-    {"tls-verify", "verify the smarthost certificate and name: yes | no (default yes)"},
-    {"ca-file", "extra CA certificate file trusted besides the system store"},
-    {"auth-user", "user name for SMTP AUTH at the smarthost"},
+     daemon_key, true},
+    {"deny", "client network refused, CIDR; wins over allow; repeatable", daemon_key, true},
+    {"max-message-size", "largest message accepted, octets or with K/M/G (default 25M)",
+     receiver_key},
+    {"max-recipients", "recipients per message (default 100)", receiver_key},
+    {"max-connections", "concurrent SMTP connections (default 100)", daemon_key},
+    {"idle-timeout", "seconds a client may stay silent (default 300; also s/m/h suffixes)",
+     receiver_key},
+    {"max-bad-commands", "bad commands before the session is closed (default 20)", receiver_key},
+    {"min-free-space", "refuse new mail with 452 below this free space (default 64M)",
+     receiver_key},
+    {"fsync-workers", "threads that run fsync off the event loop (default 16)", receiver_key},
+    {"shutdown-grace", "seconds sessions in flight get after SIGTERM (default 30)", daemon_key},
+    {"user", "user to run as after binding, when started as root", daemon_key},
+    {"smarthost", "relay host[:port] for leafmail-flush", flush_key},
+    {"tls", "none | starttls | tls (implicit TLS) (default starttls)", flush_key},
+    {"tls-verify", "verify the smarthost certificate and name: yes | no (default yes)", flush_key},
+    {"ca-file", "extra CA certificate file trusted besides the system store", flush_key},
+    {"auth-user", "user name for SMTP AUTH at the smarthost", flush_key},
     {"auth-password-file",
-     "file holding the AUTH password; must not be readable by group or others"},
-    {"auth-over-plaintext", "allow AUTH without TLS: yes | no (default no)"},
-    {"helo", "name sent in EHLO/HELO to the smarthost (default: hostname)"},
-    {"connect-timeout", "seconds to connect to the smarthost (default 30)"},
-    {"timeout", "seconds to wait for each smarthost reply (default 300)"},
-    {"data-timeout", "seconds to wait for the reply to the final dot (default 600)"},
+     "file holding the AUTH password; must not be readable by group or others", flush_key},
+    {"auth-over-plaintext", "allow AUTH without TLS: yes | no (default no)", flush_key},
+    {"helo",
+     "name sent in EHLO/HELO to the smarthost (default: hostname if dotted, else "
+     "hostname.domain)",
+     flush_key},
+    {"connect-timeout", "seconds to connect to the smarthost (default 30)", flush_key},
+    {"timeout", "seconds to wait for each smarthost reply (default 300)", flush_key},
+    {"data-timeout", "seconds to wait for the reply to the final dot (default 600)", flush_key},
     {"max-messages-per-connection",
-     "messages per smarthost connection before reconnecting (default 1000)"},
+     "messages per smarthost connection before reconnecting (default 1000)", flush_key},
     {"max-recipients-per-transaction",
-     "recipients per smarthost transaction; more go in further transactions (default 100)"},
-    {"connections", "parallel smarthost connections (default 1)"},
-    {"max-queue-age", "a message pending longer than this bounces (default 5d)"},
+     "recipients per smarthost transaction; more go in further transactions (default 100)",
+     flush_key},
+    {"connections", "parallel smarthost connections (default 1)", flush_key},
+    {"max-queue-age", "a message pending longer than this bounces (default 5d)", flush_key},
 };
 
 [[noreturn]] void bad_value(const std::string& where, std::string_view key,
@@ -165,10 +180,13 @@ std::string place_in_file(const fs::path& file, std::string_view key)
     return file.string() + (line > 0 ? ":" + std::to_string(line) : "");
 }
 
-po::options_description key_options(const char* caption)
+// The keys used by `programs` (config_keys:: bits), or with `others` the keys not used by them.
+po::options_description key_options(const char* caption, unsigned programs, bool others = false)
 {
     po::options_description desc(caption);
     for (const auto& key : keys) {
+        if (((key.used_by & programs) != 0) == others)
+            continue;
         if (key.is_list)
             desc.add_options()(key.name, po::value<std::vector<std::string>>()->value_name("VALUE"),
                                key.help);
@@ -229,11 +247,11 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         s.smarthost = v;
     } else if (key == "tls") {
         if (v == "none")
-            s.tls = tls_mode::none;
+            s.tls = smtp::client_tls::none;
         else if (v == "starttls")
-            s.tls = tls_mode::starttls;
+            s.tls = smtp::client_tls::starttls;
         else if (v == "tls")
-            s.tls = tls_mode::implicit;
+            s.tls = smtp::client_tls::implicit;
         else
             bad_value(where, key, v, "none, starttls or tls");
     } else if (key == "tls-verify") {
@@ -335,32 +353,36 @@ std::uint16_t relay_settings::port() const
         return 0;
     }
     switch (tls) {
-    case tls_mode::none:
+    case smtp::client_tls::none:
         return 25;
-    case tls_mode::starttls:
+    case smtp::client_tls::starttls:
         return 587;
-    case tls_mode::implicit:
+    case smtp::client_tls::implicit:
         return 465;
     }
     return 25;
 }
 
-po::options_description config_options(config&)
+po::options_description config_options(unsigned programs)
 {
-    return key_options("Configuration keys (file or command line)");
+    return key_options("Configuration keys (file or command line)", programs);
 }
 
 parsed_command_line parse_command_line(int argc, const char* const argv[],
                                        const po::options_description& tool_flags,
-                                       const po::positional_options_description* positional)
+                                       const po::positional_options_description* positional,
+                                       unsigned shown_keys)
 {
     po::options_description general("General");
     general.add_options()("config", po::value<std::string>()->value_name("FILE"),
                           "configuration file (default /etc/leafmail.conf)");
-    const po::options_description file_keys =
-        key_options("Configuration keys (file or command line)");
+    const po::options_description shown =
+        key_options("Configuration keys (file or command line)", shown_keys);
+    // One file serves every program: keys another program uses are accepted, not listed.
+    const po::options_description not_shown = key_options("", shown_keys, true);
+    const po::options_description file_keys = key_options("", config_keys::all);
     po::options_description all;
-    all.add(general).add(tool_flags).add(file_keys);
+    all.add(general).add(tool_flags).add(shown).add(not_shown);
 
     parsed_command_line result;
     auto parser = po::command_line_parser(argc, argv).options(all);
@@ -375,7 +397,7 @@ parsed_command_line parse_command_line(int argc, const char* const argv[],
     }
 
     std::ostringstream help;
-    help << general << '\n' << tool_flags << '\n' << file_keys;
+    help << general << '\n' << tool_flags << '\n' << shown;
     result.help = help.str();
 
     if (result.flags.count("help") || result.flags.count("version"))
@@ -406,9 +428,26 @@ parsed_command_line parse_command_line(int argc, const char* const argv[],
     if (c.domain.empty())
         c.domain = c.hostname;
     if (c.relay.helo.empty())
-        c.relay.helo = c.hostname;
+        c.relay.helo = default_helo(c.hostname, c.domain);
     validate(c, result.config_file);
     return result;
+}
+
+bool is_dotted_name(std::string_view name)
+{
+    if (name.size() > 2 && name.front() == '[' && name.back() == ']')
+        return true; // an address literal (RFC 5321 section 4.1.3)
+    const auto dot = name.find('.');
+    return dot != std::string_view::npos && dot > 0 && dot + 1 < name.size();
+}
+
+std::string default_helo(std::string_view hostname, std::string_view domain)
+{
+    if (is_dotted_name(hostname))
+        return std::string(hostname);
+    if (is_dotted_name(domain))
+        return std::string(hostname) + "." + std::string(domain);
+    return std::string(hostname);
 }
 
 log::destination log_destination_flag(const po::variables_map& flags)

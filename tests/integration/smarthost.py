@@ -70,6 +70,7 @@ class Received:
         self.content = envelope.original_content
         self.tls = session.ssl is not None
         self.authenticated_as = getattr(session, "leafmail_user", None)
+        self.helo = session.host_name  # the EHLO/HELO argument
 
 
 class Behaviour:

@@ -164,6 +164,22 @@ class PlainRelay(FlushTestCase):
         limit_mib = 160 if os.environ.get("LEAFMAIL_SANITIZED") else 32
         self.assertLess(peak_kib, limit_mib * 1024, "peak RSS of leafmail-flush %d KiB" % peak_kib)
 
+    def test_helo_is_a_dotted_name_or_one_warning(self):
+        server = self.smarthost(tls="none")
+        names = {}
+        for hostname, domain in (("laptop", "example.org"), ("laptop.example.net", "example.org"),
+                                 ("laptop", "laptop")):
+            self.queue(message("helo " + hostname))
+            command = [LEAFMAIL_FLUSH, "--config", self.flush_config, "--spool", self.spool, "--log", "stderr",
+                       "--hostname", hostname, "--domain", domain, "--tls", "none",
+                       "--smarthost", "127.0.0.1:%d" % server.port]
+            rc, out, err, _, _ = run_process(command)
+            self.assertEqual(rc, 0, err)
+            names[hostname, domain] = (server.messages[-1].helo, err.count("event=helo-not-qualified"))
+        self.assertEqual(names[("laptop", "example.org")], ("laptop.example.org", 0))
+        self.assertEqual(names[("laptop.example.net", "example.org")], ("laptop.example.net", 0))
+        self.assertEqual(names[("laptop", "laptop")], ("laptop", 1))  # no dotted name: one warning
+
     def test_per_recipient_4xx_and_5xx_then_bounce(self):
         server = self.smarthost(tls="none")
         server.behaviour.rcpt_replies = {"later@remote.test": "450 4.2.0 mailbox busy",

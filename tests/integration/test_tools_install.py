@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, LEAFMAILD, SOURCE_DIR
+from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, LEAFMAILD, SOURCE_DIR, wait_until
 
 BUILD_DIR = os.environ.get("LEAFMAIL_BUILD_DIR", "")
 CONTRIB = os.path.join(SOURCE_DIR, "contrib")
@@ -166,14 +166,59 @@ class ContribTest(unittest.TestCase):
     def test_cron_line(self):
         with open(os.path.join(CONTRIB, "cron.d", "leafmail")) as f:
             lines = [line for line in f.read().splitlines() if line.strip() and not line.startswith("#")]
-        self.assertEqual(len(lines), 1)
+        # A PATH that holds both install places, then one job.
+        self.assertEqual(len(lines), 2, lines)
+        path = re.match(r"^PATH=(\S+)$", lines[0])
+        self.assertIsNotNone(path, lines[0])
+        for directory in ("/usr/sbin", "/usr/local/sbin"):
+            self.assertIn(directory, path.group(1).split(":"))
         # /etc/cron.d format: five time fields, the user, the command.
-        match = re.match(r"^(\S+\s+){5}(\S+)\s+(.+)$", lines[0])
-        self.assertIsNotNone(match, lines[0])
+        match = re.match(r"^(\S+\s+){5}(\S+)\s+(.+)$", lines[1])
+        self.assertIsNotNone(match, lines[1])
         self.assertEqual(match.group(2), "leafmail")
-        self.assertIn("/usr/sbin/leafmail-flush", match.group(3))
+        self.assertIn("leafmail-flush --log syslog", match.group(3))
+        self.assertNotIn("%", match.group(3))  # cron turns % into a newline
         result = subprocess.run(["sh", "-n", "-c", match.group(3)], capture_output=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
+
+    def run_link_script(self, script, args, bin_dir, path):
+        """A contrib script with fake systemctl, runuser, logger on PATH, recording their calls."""
+        calls = os.path.join(bin_dir, "calls")
+        for tool in ("systemctl", "runuser", "logger"):
+            with open(os.path.join(bin_dir, tool), "w") as f:
+                f.write('#!/bin/sh\necho "%s $*" >> %s\n' % (tool, calls))
+            os.chmod(os.path.join(bin_dir, tool), 0o755)
+        result = subprocess.run(["sh", os.path.join(CONTRIB, script)] + args, capture_output=True, timeout=60,
+                                env={"PATH": path}, stdin=subprocess.DEVNULL)
+        # The script may have started a background job: give it a moment to record itself.
+        wait_until(lambda: os.path.exists(calls), timeout=5)
+        with open(calls) if os.path.exists(calls) else open(os.devnull) as f:
+            return result, f.read()
+
+    def test_link_scripts_find_the_flush_or_say_it_is_missing(self):
+        arguments = {"ppp/ip-up.d/leafmail": ["ppp0", "/dev/ttyUSB0", "115200", "10.0.0.2", "10.0.0.1"],
+                     "NetworkManager/dispatcher.d/90-leafmail": ["wlan0", "up"]}
+        installed = [p for p in ("/usr/sbin/leafmail-flush", "/usr/local/sbin/leafmail-flush") if os.path.exists(p)]
+        if installed:
+            self.skipTest("leafmail-flush is installed on this machine: %s" % installed)
+        for script in SCRIPTS:
+            with self.subTest(script=script, case="missing"), \
+                    tempfile.TemporaryDirectory(prefix="leafmail-script-") as fake:
+                result, calls = self.run_link_script(script, arguments[script], fake, fake + ":/usr/bin:/bin")
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertIn(b"leafmail-flush not found", result.stderr)
+                self.assertIn("logger -t leafmail -p mail.err leafmail-flush not found", calls)
+            with self.subTest(script=script, case="on PATH"), \
+                    tempfile.TemporaryDirectory(prefix="leafmail-script-") as fake:
+                flush = os.path.join(fake, "leafmail-flush")
+                os.symlink(os.path.abspath(LEAFMAIL_FLUSH), flush)
+                result, calls = self.run_link_script(script, arguments[script], fake, fake + ":/usr/bin:/bin")
+                self.assertEqual(result.returncode, 0, result.stderr)
+                self.assertEqual(result.stderr, b"")
+                if os.path.isdir("/run/systemd/system"):
+                    self.assertIn("systemctl start --no-block leafmail-flush.service", calls)
+                else:
+                    self.assertIn("runuser -u leafmail -- %s --log syslog" % flush, calls)
 
     @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze not installed")
     def test_systemd_units_verify(self):

@@ -62,7 +62,7 @@ TEST_CASE("a configuration file sets every kind of value")
     CHECK(c.receiver.idle_timeout == std::chrono::seconds(120));
     CHECK(c.relay.host() == "smtp.example");
     CHECK(c.relay.port() == 2587);
-    CHECK(c.relay.tls == tls_mode::implicit);
+    CHECK(c.relay.tls == smtp::client_tls::implicit);
     CHECK_FALSE(c.relay.tls_verify);
     CHECK(c.relay.max_queue_age == std::chrono::hours(72));
 }
@@ -78,7 +78,7 @@ TEST_CASE("defaults are safe: loopback only, port 25, TLS verified")
     CHECK(c.receiver.max_recipients == 100);
     CHECK(c.receiver.max_connections == 100);
     CHECK(c.receiver.idle_timeout == std::chrono::seconds(300));
-    CHECK(c.relay.tls == tls_mode::starttls);
+    CHECK(c.relay.tls == smtp::client_tls::starttls);
     CHECK(c.relay.tls_verify);
     CHECK_FALSE(c.relay.auth_over_plaintext);
 }
@@ -97,11 +97,11 @@ TEST_CASE("smarthost ports default by TLS mode")
 {
     relay_settings r;
     r.smarthost = "smtp.example";
-    r.tls = tls_mode::none;
+    r.tls = smtp::client_tls::none;
     CHECK(r.port() == 25);
-    r.tls = tls_mode::starttls;
+    r.tls = smtp::client_tls::starttls;
     CHECK(r.port() == 587);
-    r.tls = tls_mode::implicit;
+    r.tls = smtp::client_tls::implicit;
     CHECK(r.port() == 465);
     r.smarthost = "[2001:db8::1]:2525";
     CHECK(r.host() == "2001:db8::1");
@@ -157,4 +157,28 @@ TEST_CASE("bad command-line flags are usage errors, bad values on it are config 
     CHECK_THROWS_AS(parse({"--config", file.path, "--no-such-flag"}), po::error);
     CHECK_THROWS_WITH(parse({"--config", file.path, "--max-recipients", "x"}),
                       Catch::Contains("command line"));
+}
+
+TEST_CASE("the EHLO name defaults to a dotted name when one can be made without DNS")
+{
+    CHECK(default_helo("laptop.example.org", "example.net") == "laptop.example.org");
+    CHECK(default_helo("laptop", "example.org") == "laptop.example.org");
+    CHECK(default_helo("laptop", "laptop") == "laptop");
+    CHECK(default_helo("laptop", "") == "laptop");
+    CHECK(is_dotted_name("laptop.example.org"));
+    CHECK(is_dotted_name("[192.0.2.1]"));
+    CHECK_FALSE(is_dotted_name("laptop"));
+    CHECK_FALSE(is_dotted_name(".laptop"));
+    CHECK_FALSE(is_dotted_name("laptop."));
+    CHECK_FALSE(is_dotted_name(""));
+}
+
+TEST_CASE("helo comes from hostname and domain unless it is set")
+{
+    config_file bare("hostname = laptop\ndomain = example.org\n");
+    CHECK(parse({"--config", bare.path}).settings.relay.helo == "laptop.example.org");
+    config_file set("hostname = laptop\ndomain = example.org\nhelo = relay.example.net\n");
+    CHECK(parse({"--config", set.path}).settings.relay.helo == "relay.example.net");
+    config_file alone("hostname = laptop\n");
+    CHECK(parse({"--config", alone.path}).settings.relay.helo == "laptop");
 }

@@ -1,6 +1,7 @@
 // Delivery status notifications and the per-recipient state machine of a relay attempt.
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/dsn.hpp"
+#include "leafmail/smtp/reply_parser.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -26,13 +27,18 @@ spool::envelope sample_envelope()
 
 } // namespace
 
-TEST_CASE("status of a reply line", "[dsn]")
+TEST_CASE("status of a reply", "[dsn]")
 {
-    CHECK(status_of_reply("550 5.1.1 no such user") == "5.1.1");
-    CHECK(status_of_reply("552 message too big") == "5.0.0");
-    CHECK(status_of_reply("451 4.3.0 later") == "4.3.0");
-    CHECK(status_of_reply("550 4.1.1 class mismatch") == "5.0.0");
-    CHECK(status_of_reply("") == "5.0.0");
+    CHECK(status_of(smtp::reply{550, "5.1.1", {"no such user"}}) == "5.1.1");
+    CHECK(status_of(smtp::reply{552, "", {"message too big"}}) == "5.0.0");
+    CHECK(status_of(smtp::reply{451, "4.3.0", {"later"}}) == "4.3.0");
+    CHECK(status_of(smtp::reply{}) == "5.0.0");
+    // The parser keeps no enhanced code whose class differs from the reply's.
+    smtp::reply_parser parser;
+    parser.feed("550 4.1.1 class mismatch\r\n");
+    const auto parsed = parser.next();
+    REQUIRE(parsed.has_value());
+    CHECK(status_of(*parsed) == "5.0.0");
 }
 
 TEST_CASE("RFC 5322 dates", "[dsn]")

@@ -59,7 +59,7 @@ int exit_of(fixture& f, const std::string& input, const std::vector<std::string>
     try {
         (void)f.submit(input, args);
     } catch (const submission_error& e) {
-        return e.exit_status;
+        return e.exit_status();
     }
     return 0;
 }

@@ -2,18 +2,26 @@
 // TLS for the relay client (OpenSSL through Asio): the client context that verifies the
 // smarthost against the system CA store plus an optional CA file, the per-connection SNI and
 // host name check, and the HMAC-MD5 that the pure core needs for CRAM-MD5.
-#include "leafmail/config.hpp"
 #include "leafmail/net/asio.hpp"
 
 #include <boost/asio/ssl.hpp>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace leafmail::net {
 
-/// A client context: TLS 1.2 or newer; when settings.tls_verify, peer verification against
-/// the system store and settings.ca_file. Throws config_error when ca_file cannot be loaded.
-[[nodiscard]] asio::ssl::context make_client_tls_context(const relay_settings& settings);
+/// The trust store cannot be loaded (the system store, or the extra CA file).
+class tls_setup_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// A client context: TLS 1.2 or newer; when verify, peer verification against the system
+/// store and ca_file (when not empty). Throws tls_setup_error.
+[[nodiscard]] asio::ssl::context make_client_tls_context(bool verify,
+                                                         const std::filesystem::path& ca_file);
 
 /// Prepares one stream before its handshake: SNI (RFC 6066 section 3, never for an IP
 /// literal) and, when verifying, the expected name or address (RFC 6125 via OpenSSL).

@@ -2,6 +2,7 @@
 // Delivery status notifications (RFC 3464 inside RFC 6522 multipart/report) for recipients
 // that failed for good. Pure: the caller supplies the time, the names and the original
 // headers; the result is the content of a new spool entry sent with the null reverse-path.
+#include "leafmail/smtp/reply.hpp"
 #include "leafmail/spool/envelope.hpp"
 
 #include <cstdint>
@@ -37,9 +38,10 @@ struct dsn_request {
 /// never about a notification (loops).
 [[nodiscard]] bool should_notify(const spool::envelope& env);
 
-/// The RFC 3463 status for a reply line such as "550 5.1.1 no such user": its enhanced code
-/// when there is one, else the reply's class with ".0.0".
-[[nodiscard]] std::string status_of_reply(std::string_view reply_line);
+/// The RFC 3463 status for a reply: its enhanced code when it has one (the parser keeps only
+/// one whose class matches the reply's), else the reply's class with ".0.0" (RFC 3463
+/// section 3.1); "5.0.0" for a reply that is no failure code at all.
+[[nodiscard]] std::string status_of(const smtp::reply& why);
 
 /// "Tue, 02 Jan 2024 15:04:05 +0000" (RFC 5322 section 3.3), in UTC.
 [[nodiscard]] std::string rfc5322_date(std::int64_t unix_seconds);

@@ -1,8 +1,8 @@
 #pragma once
-// The flush: under the spool's flush lock, walk queue/ in arrival order, relay every entry
-// with pending recipients to the smarthost and record each outcome durably before the next
-// message's content goes out; bounce (RFC 3464) what failed for good, expire what is too
-// old. Never touches hold/; an entry locked by another tool is skipped this time.
+// The flush: under the spool's flush lock, run relay connections to the smarthost over a
+// queue_relay (which walks queue/ in arrival order, records each outcome durably before the
+// next message's content goes out, bounces and expires) and sum up. Only orchestration:
+// settings come from relay_settings.hpp, the per-entry work is queue_relay.hpp's.
 #include "leafmail/config.hpp"
 
 #include <chrono>
@@ -44,8 +44,5 @@ struct flush_summary {
 
 /// "sent N, deferred N, failed N in X s", with ", unconfirmed N" before " in" when N > 0
 [[nodiscard]] std::string summary_line(const flush_summary& summary);
-
-/// Checks what the flush needs before it touches anything. Throws config_error.
-void check_relay_settings(const config& settings);
 
 } // namespace leafmail::relay

@@ -2,6 +2,8 @@
 // The sendmail command line, as programs that call /usr/sbin/sendmail write it (Sendmail 8,
 // Postfix and dma conventions). Pure parsing: no files, no environment. Options that other
 // sendmails accept and ignore are accepted here too; truly unknown ones are a usage error.
+#include "leafmail/program.hpp"
+
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -33,10 +35,7 @@ struct sendmail_options {
 };
 
 /// A command line that cannot be obeyed (exit 64); what() is the message for stderr.
-class usage_error : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
+using leafmail::usage_error;
 
 /// Parses argv[1..]. `program` is the basename of argv[0]: "mailq" means -bp, "newaliases"
 /// means -bi. Options end at "--" or at the first argument that does not start with '-'.

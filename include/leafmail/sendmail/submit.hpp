@@ -4,8 +4,9 @@
 // rules of a setgid injector (which files it may trust, when it must drop its group).
 // Never runs threads or an event loop on this path: a cron job's sendmail must start fast.
 #include "leafmail/config.hpp"
-#include "leafmail/spool/spool.hpp"
+#include "leafmail/program.hpp"
 #include "leafmail/sendmail/sendmail_args.hpp"
+#include "leafmail/spool/spool.hpp"
 
 #include <ctime>
 #include <filesystem>
@@ -23,14 +24,10 @@ struct submitter {
 };
 [[nodiscard]] submitter current_submitter();
 
-/// A message that cannot be spooled; exit_status is the sysexits code to leave with.
-class submission_error : public std::runtime_error {
+/// A message that cannot be spooled; exit_status() is the sysexits code to leave with.
+class submission_error : public program_error {
 public:
-    submission_error(int exit_status, const std::string& what)
-        : std::runtime_error(what), exit_status(exit_status)
-    {
-    }
-    int exit_status;
+    using program_error::program_error;
 };
 
 struct submission_result {
@@ -68,7 +65,12 @@ void drop_setgid_privilege();
 /// Full path of a program installed beside this executable (for -bp and -q).
 [[nodiscard]] std::filesystem::path sibling_program(const std::string& name);
 
-/// The whole leafmail-sendmail command; returns its exit status.
-[[nodiscard]] int sendmail_main(int argc, char* argv[]);
+/// leafmail-sendmail as the runner sees it. Its command line is sendmail's, not ours
+/// (sendmail_args.hpp), so it runs under run_guarded, not run_program.
+[[nodiscard]] program sendmail_program();
+
+/// The whole leafmail-sendmail command; returns its exit status. Throws usage_error (64),
+/// config_error (78), submission_error (its status) and std::system_error (exit_status_for).
+[[nodiscard]] int run_sendmail(int argc, char* argv[]);
 
 } // namespace leafmail::sendmail

@@ -3,6 +3,7 @@
 // AUTH, RFC 2920 PIPELINING, RFC 1870 SIZE, RFC 6152 8BITMIME). Server bytes in, effects out:
 // commands to send, content to stream, per-recipient results. It never blocks, never throws
 // on server input and knows nothing of sockets, files, clocks, crypto libraries or logs.
+#include "leafmail/smtp/client_tls.hpp"
 #include "leafmail/smtp/reply.hpp"
 #include "leafmail/smtp/reply_parser.hpp"
 
@@ -17,12 +18,6 @@
 #include <vector>
 
 namespace leafmail::smtp {
-
-enum class client_tls {
-    none,     // plaintext, STARTTLS not used even when offered
-    starttls, // RFC 3207: required; a server that does not offer it is an error, never a downgrade
-    implicit  // the transport speaks TLS from the first byte (port 465, RFC 8314)
-};
 
 struct client_credentials {
     std::string user;

@@ -2,9 +2,9 @@
 
 #include "leafmail/config.hpp"
 #include "leafmail/exit_status.hpp"
-#include "leafmail/spool/queue_id.hpp"
 #include "leafmail/list/listing.hpp"
 #include "leafmail/list/queue_actions.hpp"
+#include "leafmail/spool/queue_id.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -99,10 +99,17 @@ int show_entries(spool::spool& spool, const std::vector<std::string>& ids, bool 
 
 } // namespace
 
-po::options_description list_flags()
+program list_program()
 {
-    po::options_description flags("leafmail-list");
-    flags.add_options()("help", "show this help and exit")("version", "show the version and exit")(
+    program p;
+    p.name = "leafmail-list";
+    p.usage = "Usage: leafmail-list [options] [ID...]\n"
+              "Shows the spool (as mailq does) and manages its entries.\n"
+              "  leafmail-list                      every entry, oldest first, and a summary\n"
+              "  leafmail-list ID...                full envelope and message header of entries\n"
+              "  leafmail-list --json [ID...]       the same as one JSON document\n"
+              "  leafmail-list --delete|--hold|--release|--requeue ID...\n";
+    p.flags.add_options()(
         "json", po::bool_switch(),
         "print one JSON array instead of text (see leafmail-list(8) for the fields)")(
         "area", po::value<std::vector<std::string>>()->value_name("AREA"),
@@ -115,94 +122,62 @@ po::options_description list_flags()
         "pending again, attempts reset")(
         "id", po::value<std::vector<std::string>>()->value_name("ID"),
         "queue ids: show their full envelope and message header, or act on them");
-    return flags;
-}
-
-int list_main(int argc, char* argv[])
-{
-    const auto flags = list_flags();
-    po::positional_options_description positional;
-    positional.add("id", -1);
-    parsed_command_line parsed;
-    std::optional<queue_action> action;
-    std::vector<std::optional<spool::area>> areas;
-    try {
-        parsed = parse_command_line(argc, argv, flags, &positional);
-        if (parsed.flags.count("help")) {
-            std::cout
-                << "Usage: leafmail-list [options] [ID...]\n"
-                   "Shows the spool (as mailq does) and manages its entries.\n"
-                   "  leafmail-list                      every entry, oldest first, and a summary\n"
-                   "  leafmail-list ID...                full envelope and message header of "
-                   "entries\n"
-                   "  leafmail-list --json [ID...]       the same as one JSON document\n"
-                   "  leafmail-list --delete|--hold|--release|--requeue ID...\n\n"
-                << parsed.help;
-            return exit_status::ok;
-        }
-        if (parsed.flags.count("version")) {
-            std::cout << "leafmail-list " LEAFMAIL_VERSION "\n";
-            return exit_status::ok;
-        }
-        action = chosen_action(parsed.flags);
-        if (parsed.flags.count("area"))
-            for (const auto& name : parsed.flags["area"].as<std::vector<std::string>>())
-                if (!areas.emplace_back(area_from_label(name)).has_value())
-                    throw po::error("--area takes queued, held, failed or corrupt, not '" + name +
-                                    "'");
-        if (action && parsed.flags["json"].as<bool>())
-            throw po::error("--json lists; it does not go with --" +
-                            std::string(to_string(*action)));
-    } catch (const config_error& e) {
-        std::cerr << "leafmail-list: " << e.what() << "\n";
-        return exit_status::config;
-    } catch (const po::error& e) {
-        std::cerr << "leafmail-list: " << e.what() << "\nTry 'leafmail-list --help'.\n";
-        return exit_status::usage;
-    }
-
-    const std::vector<std::string> ids = parsed.flags.count("id")
-                                             ? parsed.flags["id"].as<std::vector<std::string>>()
-                                             : std::vector<std::string>{};
-    const bool json = parsed.flags["json"].as<bool>();
-    try {
-        spool::spool spool(parsed.settings.spool, false);
-        if (action)
-            return run_actions(spool, *action, ids);
-        if (!ids.empty())
-            return show_entries(spool, ids, json);
-        scan_options options;
-        if (!areas.empty()) {
-            options.areas.clear();
-            for (const auto& a : areas)
-                options.areas.push_back(*a);
-        }
-        const auto entries = scan_spool(spool, options);
-        for (const auto& e : entries)
-            if (e.was_quarantined)
-                std::cerr << "leafmail-list: warning: moved unreadable entry " << e.id
-                          << " to corrupt/: " << e.problem << "\n";
-        const auto now = static_cast<std::int64_t>(std::time(nullptr));
-        std::ios::sync_with_stdio(false);
-        if (json)
-            write_json(std::cout, entries, now);
-        else
-            write_listing(std::cout, entries, now);
-        std::cout.flush();
-        return std::cout ? exit_status::ok : exit_status::io_error;
-    } catch (const po::error& e) {
-        std::cerr << "leafmail-list: " << e.what() << "\nTry 'leafmail-list --help'.\n";
-        return exit_status::usage;
-    } catch (const std::system_error& e) {
-        std::cerr << "leafmail-list: " << e.what() << "\n";
+    static const po::positional_options_description ids = [] {
+        po::positional_options_description positional;
+        positional.add("id", -1);
+        return positional;
+    }();
+    p.positional = &ids;
+    p.keys = config_keys::list;
+    p.status_of_system_error = [](const std::system_error& e) {
         const int code = e.code().value();
         if (code == EACCES || code == EPERM)
             return exit_status::no_permission;
         return code == ENOENT ? EX_NOINPUT : exit_status::cant_create;
-    } catch (const std::exception& e) {
-        std::cerr << "leafmail-list: " << e.what() << "\n";
-        return exit_status::software;
-    }
+    };
+    return p;
+}
+
+int run_list(const program_context& context)
+{
+    const auto& parsed = context.parsed;
+    const std::optional<queue_action> action = chosen_action(parsed.flags);
+    std::vector<spool::area> areas;
+    if (parsed.flags.count("area"))
+        for (const auto& name : parsed.flags["area"].as<std::vector<std::string>>()) {
+            const auto area = area_from_label(name);
+            if (!area)
+                throw po::error("--area takes queued, held, failed or corrupt, not '" + name + "'");
+            areas.push_back(*area);
+        }
+    const bool json = parsed.flags["json"].as<bool>();
+    if (action && json)
+        throw po::error("--json lists; it does not go with --" + std::string(to_string(*action)));
+    const std::vector<std::string> ids = parsed.flags.count("id")
+                                             ? parsed.flags["id"].as<std::vector<std::string>>()
+                                             : std::vector<std::string>{};
+
+    spool::spool spool(parsed.settings.spool, false);
+    if (action)
+        return run_actions(spool, *action, ids);
+    if (!ids.empty())
+        return show_entries(spool, ids, json);
+    scan_options options;
+    if (!areas.empty())
+        options.areas = areas;
+    const auto entries = scan_spool(spool, options);
+    for (const auto& e : entries)
+        if (e.was_quarantined)
+            std::cerr << "leafmail-list: warning: moved unreadable entry " << e.id
+                      << " to corrupt/: " << e.problem << "\n";
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    std::ios::sync_with_stdio(false);
+    if (json)
+        write_json(std::cout, entries, now);
+    else
+        write_listing(std::cout, entries, now);
+    std::cout.flush();
+    return std::cout ? exit_status::ok : exit_status::io_error;
 }
 
 } // namespace leafmail::list

@@ -2,7 +2,6 @@
 
 #include "leafmail/log.hpp"
 #include "leafmail/net/tls_context.hpp"
-#include "leafmail/relay/seven_bit_content.hpp"
 #include "leafmail/smtp/dot_stuffer.hpp"
 
 #include <map>
@@ -16,7 +15,7 @@ using asio::use_awaitable;
 using asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 
-// Content is read from the spool and written to the socket in blocks of this size, so a
+// Content is read from its source and written to the socket in blocks of this size, so a
 // message of any size passes through bounded memory.
 constexpr std::size_t content_block = 64 * 1024;
 // Commands and content gathered beyond this are written before more is added.
@@ -31,25 +30,13 @@ struct job_source_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-smtp::client_tls client_tls_of(tls_mode mode)
-{
-    switch (mode) {
-    case tls_mode::none:
-        return smtp::client_tls::none;
-    case tls_mode::starttls:
-        return smtp::client_tls::starttls;
-    case tls_mode::implicit:
-        return smtp::client_tls::implicit;
-    }
-    return smtp::client_tls::starttls;
-}
-
 /// The state of one connection; run() is its only entry point.
 class connection {
 public:
     connection(asio::io_context& io, asio::ssl::context& tls, const relay_endpoint& endpoint,
                const smtp::client_options& options, relay_job_source& source)
-        : stream_(io, tls), resolver_(io), watchdog_(io), endpoint_(endpoint), session_(options),
+        : stream_(io, tls), resolver_(io), watchdog_(io), endpoint_(endpoint),
+          implicit_tls_(options.tls == smtp::client_tls::implicit), session_(options),
           source_(source)
     {
     }
@@ -180,7 +167,7 @@ private:
             endpoint_.host, std::to_string(endpoint_.port), use_awaitable);
         co_await asio::async_connect(stream_.next_layer(), endpoints, use_awaitable);
         stream_.next_layer().set_option(tcp::no_delay(true));
-        if (endpoint_.tls == tls_mode::implicit)
+        if (implicit_tls_)
             co_await handshake(); // RFC 8314 section 3.3: TLS from the first byte
     }
 
@@ -339,13 +326,11 @@ private:
         auto it = contents_.find(tag);
         if (it == contents_.end())
             throw std::logic_error("content of an unknown message requested");
-        spool::content_reader& reader = it->second;
-        reader.rewind(); // the same message again, for recipients of a later transaction
+        content_source& reader = *it->second;
+        // From the first octet (the same message may go again, for recipients of a later
+        // transaction), made 7-bit where it must be.
+        reader.start(needs_seven_bit);
         smtp::dot_stuffer stuffer;
-        // No line over 998 octets leaves leafmail, and 8-bit MIME parts become
-        // quoted-printable for a server without 8BITMIME (relay/seven_bit_content.hpp).
-        relay::content_filter filter({!needs_seven_bit});
-        std::string filtered;
         if (endpoint_.verbose)
             log::debug("C: <content of " + std::to_string(reader.size()) + " octets>");
         for (;;) {
@@ -360,27 +345,11 @@ private:
             }
             if (block.empty())
                 break;
-            filtered.clear();
-            filter.put(block, filtered);
-            stuffer.stuff(filtered, out_);
+            stuffer.stuff(block, out_);
             if (out_.size() >= write_threshold)
                 co_await flush();
         }
-        filtered.clear();
-        filter.finish(filtered);
-        stuffer.stuff(filtered, out_);
         stuffer.finish(out_); // CRLF "." CRLF, RFC 5321 section 4.1.1.4
-        if (filter.sent_8bit_unconverted())
-            log::warning(log::fields(
-                {{"event", "eight-bit-unconverted"},
-                 {"reason", "8-bit content outside MIME parts that can be encoded (no "
-                            "MIME-Version, a header, a message/* part) sent to a smarthost "
-                            "without 8BITMIME (RFC 6152 section 3)"}}));
-        if (filter.lines_broken() > 0 || filter.parts_converted() > 0)
-            log::info(log::fields(
-                {{"event", "content-changed"},
-                 {"lines-broken", std::to_string(filter.lines_broken())},
-                 {"parts-quoted-printable", std::to_string(filter.parts_converted())}}));
     }
 
     asio::ssl::stream<tcp::socket> stream_;
@@ -394,28 +363,15 @@ private:
     bool stopped_ = false;
     bool tls_active_ = false;
     relay_endpoint endpoint_;
+    bool implicit_tls_;
     smtp::client_session session_;
     relay_job_source& source_;
     std::string out_;
     std::string shown_partial_;
-    std::map<std::uint64_t, spool::content_reader> contents_;
+    std::map<std::uint64_t, std::unique_ptr<content_source>> contents_;
 };
 
 } // namespace
-
-relay_endpoint endpoint_from(const relay_settings& settings, bool verbose)
-{
-    relay_endpoint e;
-    e.host = settings.host();
-    e.port = settings.port();
-    e.tls = settings.tls;
-    e.tls_verify = settings.tls_verify;
-    e.connect_timeout = settings.connect_timeout;
-    e.timeout = settings.timeout;
-    e.data_timeout = settings.data_timeout;
-    e.verbose = verbose;
-    return e;
-}
 
 relay_connection_result relay_over_one_connection(asio::ssl::context& tls,
                                                   const relay_endpoint& endpoint,
@@ -423,9 +379,7 @@ relay_connection_result relay_over_one_connection(asio::ssl::context& tls,
                                                   relay_job_source& source)
 {
     asio::io_context io;
-    smtp::client_options session_options = options;
-    session_options.tls = client_tls_of(endpoint.tls);
-    connection c(io, tls, endpoint, session_options, source);
+    connection c(io, tls, endpoint, options, source);
     std::exception_ptr failure;
     asio::co_spawn(io, c.run(), [&](std::exception_ptr e) { failure = e; });
     asio::co_spawn(io, c.watch(), asio::detached);

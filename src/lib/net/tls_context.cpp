@@ -18,24 +18,23 @@ bool is_ip_literal(const std::string& host)
 
 } // namespace
 
-asio::ssl::context make_client_tls_context(const relay_settings& settings)
+asio::ssl::context make_client_tls_context(bool verify, const std::filesystem::path& ca_file)
 {
     asio::ssl::context context(asio::ssl::context::tls_client);
     // SSLv3, TLS 1.0 and 1.1 are deprecated (RFC 8996).
     SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION);
-    if (!settings.tls_verify) {
+    if (!verify) {
         context.set_verify_mode(asio::ssl::verify_none);
         return context;
     }
     boost::system::error_code ec;
     context.set_default_verify_paths(ec);
     if (ec)
-        throw config_error("cannot load the system CA store: " + ec.message());
-    if (!settings.ca_file.empty()) {
-        context.load_verify_file(settings.ca_file.string(), ec);
+        throw tls_setup_error("cannot load the system CA store: " + ec.message());
+    if (!ca_file.empty()) {
+        context.load_verify_file(ca_file.string(), ec);
         if (ec)
-            throw config_error("cannot load ca-file " + settings.ca_file.string() + ": " +
-                               ec.message());
+            throw tls_setup_error("cannot load ca-file " + ca_file.string() + ": " + ec.message());
     }
     context.set_verify_mode(asio::ssl::verify_peer);
     return context;

@@ -43,8 +43,8 @@ std::vector<failed_recipient> apply_result(spool::envelope& env,
             break;
         case smtp::delivery_status::failed:
             rcpt.state = spool::recipient_state::failed;
-            failed.push_back({rcpt.address, status_of_reply(rcpt.last_reply), rcpt.last_reply,
-                              result.attempted});
+            // The status comes from the reply's structure; the text is only the diagnostic.
+            failed.push_back({rcpt.address, status_of(r.why), rcpt.last_reply, result.attempted});
             break;
         case smtp::delivery_status::deferred:
         case smtp::delivery_status::unconfirmed: // may have arrived: stays pending (at-least-once)

@@ -1,7 +1,5 @@
 #include "leafmail/relay/dsn.hpp"
 
-#include "leafmail/smtp/reply_parser.hpp"
-
 #include <ctime>
 
 namespace leafmail::relay {
@@ -26,15 +24,12 @@ bool should_notify(const spool::envelope& env)
     return !env.reverse_path.empty() && env.is_bounce == 0;
 }
 
-std::string status_of_reply(std::string_view line)
+std::string status_of(const smtp::reply& why)
 {
-    if (line.size() >= 3 && line[0] >= '2' && line[0] <= '5') {
-        int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-        std::string_view text = line.size() > 4 ? line.substr(4) : std::string_view{};
-        if (auto n = smtp::enhanced_code_length(code, text))
-            return std::string(text.substr(0, *n));
-        return std::string(1, line[0]) + ".0.0";
-    }
+    if (!why.enhanced.empty())
+        return why.enhanced;
+    if (why.code >= 200 && why.code <= 599)
+        return std::to_string(why.code / 100) + ".0.0";
     return "5.0.0";
 }
 

@@ -10,5 +10,8 @@ target_sources(leafmail PRIVATE
   lib/relay/delivery.cpp
   lib/relay/dsn.cpp
   lib/relay/flush.cpp
+  lib/relay/flush_command.cpp
+  lib/relay/queue_relay.cpp
+  lib/relay/relay_settings.cpp
   lib/relay/seven_bit_content.cpp
 )

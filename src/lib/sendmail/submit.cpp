@@ -301,17 +301,19 @@ int serve_smtp_session(spool::spool& spool, const config& settings)
 
 } // namespace
 
-int sendmail_main(int argc, char* argv[])
+program sendmail_program()
+{
+    program p;
+    p.name = "leafmail-sendmail";
+    p.status_of_system_error = exit_status_for;
+    return p;
+}
+
+int run_sendmail(int argc, char* argv[])
 {
     const std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
-    const std::string program = argc > 0 ? fs::path(argv[0]).filename().string() : "sendmail";
-    sendmail_options options;
-    try {
-        options = parse_sendmail_args(args, program);
-    } catch (const usage_error& e) {
-        std::cerr << "leafmail-sendmail: " << e.what() << "\nTry 'leafmail-sendmail --help'.\n";
-        return exit_status::usage;
-    }
+    const std::string program_name = argc > 0 ? fs::path(argv[0]).filename().string() : "sendmail";
+    const sendmail_options options = parse_sendmail_args(args, program_name);
     for (const auto& warning : options.warnings)
         std::cerr << "leafmail-sendmail: warning: " << warning << "\n";
 
@@ -320,7 +322,7 @@ int sendmail_main(int argc, char* argv[])
         std::cout << sendmail_help();
         return exit_status::ok;
     case sendmail_mode::version:
-        std::cout << "leafmail-sendmail " LEAFMAIL_VERSION "\n";
+        std::cout << version_line("leafmail-sendmail") << "\n";
         return exit_status::ok;
     case sendmail_mode::no_op:
         return exit_status::ok;
@@ -339,44 +341,30 @@ int sendmail_main(int argc, char* argv[])
     config settings;
     try {
         settings = load_submission_config(options.config_file);
-    } catch (const config_error& e) {
-        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
-        return exit_status::config;
     } catch (const std::system_error& e) {
-        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
-        return exit_status::os_error;
+        // Not the spool: the configuration could not be read or the privilege not dropped.
+        throw program_error(exit_status::os_error, e.what());
     }
 
-    try {
-        spool::spool spool(settings.spool);
-        if (options.mode == sendmail_mode::smtp_session)
-            return serve_smtp_session(spool, settings);
+    spool::spool spool(settings.spool);
+    if (options.mode == sendmail_mode::smtp_session)
+        return serve_smtp_session(spool, settings);
 
-        log::open("leafmail-sendmail", log::destination::syslog);
-        const submitter who = current_submitter();
-        const auto result =
-            submit_message(spool, settings, options, who, STDIN_FILENO, std::time(nullptr));
-        log::info(log::fields({{"event", "accepted"},
-                               {"id", result.id},
-                               {"uid", std::to_string(who.uid)},
-                               {"from", "<" + result.reverse_path + ">"},
-                               {"recipients", std::to_string(result.recipients.size())},
-                               {"size", std::to_string(result.size)}}));
-        if (options.verbose)
-            std::cerr << "leafmail-sendmail: queued as " << result.id << " for "
-                      << result.recipients.size()
-                      << (result.recipients.size() == 1 ? " recipient" : " recipients") << "\n";
-        return exit_status::ok;
-    } catch (const submission_error& e) {
-        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
-        return e.exit_status;
-    } catch (const std::system_error& e) {
-        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
-        return exit_status_for(e);
-    } catch (const std::exception& e) {
-        std::cerr << "leafmail-sendmail: " << e.what() << "\n";
-        return exit_status::software;
-    }
+    log::open("leafmail-sendmail", log::destination::syslog);
+    const submitter who = current_submitter();
+    const auto result =
+        submit_message(spool, settings, options, who, STDIN_FILENO, std::time(nullptr));
+    log::info(log::fields({{"event", "accepted"},
+                           {"id", result.id},
+                           {"uid", std::to_string(who.uid)},
+                           {"from", "<" + result.reverse_path + ">"},
+                           {"recipients", std::to_string(result.recipients.size())},
+                           {"size", std::to_string(result.size)}}));
+    if (options.verbose)
+        std::cerr << "leafmail-sendmail: queued as " << result.id << " for "
+                  << result.recipients.size()
+                  << (result.recipients.size() == 1 ? " recipient" : " recipients") << "\n";
+    return exit_status::ok;
 }
 
 } // namespace leafmail::sendmail

@@ -1,0 +1,90 @@
+#pragma once
+// The spool side of a flush: hands out queued entries in arrival order to relay connections
+// and records each result durably (per-recipient states, failed/, bounces, removal) before
+// the connection may send later content. Fails what is older than max-queue-age. Skips
+// entries another tool has locked; never sees hold/. Knows no sockets: any relay_job_source
+// driver (the real connection, a test) works the same.
+#include "leafmail/net/relay_connection.hpp"
+#include "leafmail/relay/dsn.hpp"
+#include "leafmail/spool/spool.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace leafmail::relay {
+
+/// What the queue side needs of the configuration (relay_settings.hpp makes it).
+struct queue_relay_options {
+    std::string reporting_host; // our name in notifications
+    std::string relay_name;     // the smarthost as configured, for logs
+    std::string remote_host;    // the smarthost's name in notifications
+    std::chrono::seconds max_queue_age{5 * 24 * 3600};
+    std::function<std::int64_t()> now; // Unix seconds
+};
+
+/// Thread-safe: several connections may share one.
+class queue_relay : public net::relay_job_source {
+public:
+    /// Takes the ids in queue/ now; entries that arrive later are picked up once these ran out.
+    queue_relay(spool::spool& spool, queue_relay_options options);
+
+    /// True when an entry is ready to go (prepares it, so a flush with nothing to send never
+    /// connects).
+    [[nodiscard]] bool has_work();
+    [[nodiscard]] std::optional<net::relay_job> next() override;
+    void finished(const smtp::message_result& result) override;
+
+    /// Fails and bounces the entries older than max-queue-age without sending anything, so
+    /// they expire even while the smarthost is unreachable.
+    void expire_old_entries();
+
+    /// Entries seen by this flush that are still waiting in queue/.
+    [[nodiscard]] std::size_t count_still_pending() const;
+    /// Of those, the ones a transaction left unconfirmed (final dot sent, no reply).
+    [[nodiscard]] std::size_t count_unconfirmed() const;
+
+    [[nodiscard]] std::size_t sent() const;    // entries whose every recipient was delivered
+    [[nodiscard]] std::size_t failed() const;  // entries moved to failed/
+    [[nodiscard]] std::size_t bounces() const; // notifications created
+
+private:
+    struct job {
+        std::string id;
+        spool::envelope env;
+        spool::file_lock lock; // held from load to settle: no other tool changes the entry
+        std::vector<std::size_t> sent_indexes;
+        std::optional<spool::content_reader> content;
+        std::vector<failed_recipient> newly_failed = {}; // by this run's transactions so far
+    };
+
+    std::optional<spool::envelope> load(const std::string& id);
+    std::optional<job> prepare();
+    void expire_job(job& j, std::int64_t now);
+    void settle(job& j, const std::vector<failed_recipient>& newly_failed, std::int64_t now,
+                const std::string& remote_host);
+    void bounce(const job& j, const std::vector<failed_recipient>& recipients, std::int64_t now,
+                const std::string& remote_host);
+
+    spool::spool& spool_;
+    queue_relay_options options_;
+    mutable std::mutex mutex_;
+    std::deque<std::string> ids_;
+    std::unordered_set<std::string> known_;
+    std::unordered_set<std::string> unconfirmed_ids_;
+    std::optional<job> ready_;
+    std::map<std::uint64_t, job> active_;
+    std::uint64_t next_tag_ = 1;
+    std::size_t sent_ = 0;
+    std::size_t failed_ = 0;
+    std::size_t bounces_ = 0;
+};
+
+} // namespace leafmail::relay

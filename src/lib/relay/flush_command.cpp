@@ -1,0 +1,59 @@
+#include "leafmail/relay/flush_command.hpp"
+
+#include "leafmail/exit_status.hpp"
+#include "leafmail/log.hpp"
+#include "leafmail/relay/flush.hpp"
+#include "leafmail/relay/relay_settings.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <iostream>
+
+namespace leafmail::relay {
+
+namespace po = boost::program_options;
+
+program flush_program()
+{
+    program p;
+    p.name = "leafmail-flush";
+    p.usage = "Usage: leafmail-flush [options]\n"
+              "Relays every pending message in the spool to the smarthost.\n"
+              "Exit status: 0 nothing left pending, 75 something deferred, 78 configuration "
+              "error, 64 usage error.\n";
+    p.flags.add_options()("verbose",
+                          "log the SMTP dialogue with the smarthost (AUTH payloads masked)")(
+        "dry-run", "show what would be sent and to where; change nothing")(
+        "lock-timeout", po::value<unsigned>()->value_name("SECONDS")->default_value(300),
+        "wait at most this long for another flush to finish");
+    p.keys = config_keys::flush;
+    p.log = log::destination::stderr_stream;
+    // The spool is unusable (missing, permissions, disk): nothing more was relayed, and
+    // whatever was is recorded; a later run can go on.
+    p.status_of_system_error = [](const std::system_error&) { return exit_status::temp_fail; };
+    return p;
+}
+
+int run_flush_command(const program_context& context)
+{
+    const auto& parsed = context.parsed;
+    flush_options options;
+    options.verbose = parsed.flags.count("verbose") > 0;
+    options.dry_run = parsed.flags.count("dry-run") > 0;
+    options.lock_timeout = std::chrono::seconds(parsed.flags["lock-timeout"].as<unsigned>());
+    check_relay_settings(parsed.settings);
+
+    const flush_summary summary = run_flush(parsed.settings, options);
+    if (summary.lock_busy)
+        std::cerr << "leafmail-flush: another flush still holds the spool after the lock timeout\n";
+    // The one line scripts and people read, on stdout whatever the log destination.
+    std::cout << summary_line(summary) << std::endl;
+    log::info(log::fields({{"event", "summary"},
+                           {"sent", std::to_string(summary.sent)},
+                           {"deferred", std::to_string(summary.deferred)},
+                           {"failed", std::to_string(summary.failed)},
+                           {"bounces", std::to_string(summary.bounces)}}));
+    return exit_status_of(summary);
+}
+
+} // namespace leafmail::relay

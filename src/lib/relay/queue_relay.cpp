@@ -1,0 +1,352 @@
+#include "leafmail/relay/queue_relay.hpp"
+
+#include "leafmail/log.hpp"
+#include "leafmail/relay/delivery.hpp"
+#include "leafmail/relay/seven_bit_content.hpp"
+#include "leafmail/spool/queue_id.hpp"
+
+namespace leafmail::relay {
+
+namespace {
+
+// The original's header section copied into a notification is cut at this size.
+constexpr std::size_t max_bounced_headers = 64 * 1024;
+
+std::string_view to_string(smtp::delivery_status s)
+{
+    switch (s) {
+    case smtp::delivery_status::delivered:
+        return "delivered";
+    case smtp::delivery_status::deferred:
+        return "deferred";
+    case smtp::delivery_status::failed:
+        return "failed";
+    case smtp::delivery_status::unconfirmed:
+        return "unconfirmed";
+    }
+    return "deferred";
+}
+
+// An entry's content as the connection reads it: net/ knows no spool. What goes out is
+// filtered (seven_bit_content.hpp): no line over 998 octets, and 8-bit MIME parts made
+// quoted-printable for a smarthost without 8BITMIME.
+class spooled_content : public net::content_source {
+public:
+    spooled_content(spool::content_reader reader, std::string id)
+        : reader_(std::move(reader)), id_(std::move(id))
+    {
+    }
+    [[nodiscard]] std::uint64_t size() const override { return reader_.size(); }
+
+    void start(bool needs_seven_bit) override
+    {
+        reader_.rewind();
+        filter_.emplace(content_filter_options{!needs_seven_bit});
+        pending_.clear();
+        ended_ = false;
+    }
+
+    [[nodiscard]] std::string read(std::size_t max) override
+    {
+        if (!filter_)
+            start(false);
+        while (pending_.empty() && !ended_) {
+            std::string block = reader_.read(max);
+            if (block.empty()) {
+                filter_->finish(pending_);
+                ended_ = true;
+                report();
+                break;
+            }
+            filter_->put(block, pending_);
+        }
+        return std::exchange(pending_, std::string());
+    }
+
+private:
+    void report() const
+    {
+        if (filter_->sent_8bit_unconverted())
+            log::warning(log::fields(
+                {{"event", "eight-bit-unconverted"},
+                 {"id", id_},
+                 {"reason", "8-bit content that cannot be encoded (no MIME-Version, a header, a "
+                            "message/* part) sent to a smarthost without 8BITMIME "
+                            "(RFC 6152 section 3)"}}));
+        if (filter_->lines_broken() > 0 || filter_->parts_converted() > 0)
+            log::info(log::fields(
+                {{"event", "content-changed"},
+                 {"id", id_},
+                 {"lines-broken", std::to_string(filter_->lines_broken())},
+                 {"parts-quoted-printable", std::to_string(filter_->parts_converted())}}));
+    }
+
+    spool::content_reader reader_;
+    std::string id_;
+    std::optional<content_filter> filter_;
+    std::string pending_;
+    bool ended_ = false;
+};
+
+} // namespace
+
+queue_relay::queue_relay(spool::spool& spool, queue_relay_options options)
+    : spool_(spool), options_(std::move(options))
+{
+    for (auto& id : spool_.list(spool::area::queue)) {
+        known_.insert(id);
+        ids_.push_back(std::move(id));
+    }
+}
+
+bool queue_relay::has_work()
+{
+    std::lock_guard lock(mutex_);
+    if (!ready_)
+        ready_ = prepare();
+    return ready_.has_value();
+}
+
+std::optional<net::relay_job> queue_relay::next()
+{
+    std::lock_guard lock(mutex_);
+    if (!ready_)
+        ready_ = prepare();
+    if (!ready_)
+        return std::nullopt;
+    const std::uint64_t tag = next_tag_++;
+    job j = std::move(*ready_);
+    ready_.reset();
+    net::relay_job out{outgoing_for(j.env, tag, j.sent_indexes),
+                       std::make_unique<spooled_content>(std::move(*j.content), j.id)};
+    j.content.reset();
+    active_.emplace(tag, std::move(j));
+    return out;
+}
+
+void queue_relay::finished(const smtp::message_result& result)
+{
+    std::lock_guard lock(mutex_);
+    auto it = active_.find(result.tag);
+    if (it == active_.end())
+        return;
+    job& j = it->second;
+    const std::int64_t now = options_.now();
+    for (const auto& r : result.recipients) {
+        if (r.status == smtp::delivery_status::unconfirmed)
+            unconfirmed_ids_.insert(j.id);
+        log::info(log::fields({{"event", to_string(r.status)},
+                               {"id", j.id},
+                               {"to", "<" + r.address + ">"},
+                               {"relay", options_.relay_name},
+                               {"reply", r.why.to_string()}}));
+    }
+    const auto now_failed = apply_result(j.env, j.sent_indexes, result, now);
+    j.newly_failed.insert(j.newly_failed.end(), now_failed.begin(), now_failed.end());
+    if (!result.last) {
+        // More of its recipients follow in another transaction. The deliveries are recorded
+        // now, so that a crash never sends them again; this run's failures stay pending on
+        // disk until the last transaction, when one notification covers them all (committed
+        // before the state that says "failed", as in settle()).
+        spool::envelope on_disk = j.env;
+        for (std::size_t index : j.sent_indexes)
+            if (on_disk.recipients[index].state == spool::recipient_state::failed)
+                on_disk.recipients[index].state = spool::recipient_state::pending;
+        spool_.save_state(spool::area::queue, on_disk);
+        return;
+    }
+    job done = std::move(j);
+    active_.erase(it);
+    settle(done, done.newly_failed, now, options_.remote_host);
+}
+
+void queue_relay::expire_old_entries()
+{
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = options_.now();
+    // Ids sort by arrival time, so the walk stops at the first young one.
+    for (const auto& id : ids_) {
+        const std::int64_t at = spool::queue_id_time(id);
+        if (at == 0 || now - at <= options_.max_queue_age.count())
+            break;
+        auto entry_lock = spool_.try_lock_entry(spool::area::queue, id);
+        if (!entry_lock)
+            continue;
+        auto env = load(id);
+        if (!env || !is_expired(*env, now, options_.max_queue_age))
+            continue;
+        job j{id, std::move(*env), std::move(*entry_lock), {}, std::nullopt};
+        expire_job(j, now);
+    }
+}
+
+std::size_t queue_relay::count_unconfirmed() const
+{
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& id : spool_.list(spool::area::queue))
+        if (unconfirmed_ids_.count(id))
+            ++n;
+    return n;
+}
+
+std::size_t queue_relay::count_still_pending() const
+{
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& id : spool_.list(spool::area::queue))
+        if (known_.count(id))
+            ++n;
+    return n;
+}
+
+std::size_t queue_relay::sent() const
+{
+    std::lock_guard lock(mutex_);
+    return sent_;
+}
+
+std::size_t queue_relay::failed() const
+{
+    std::lock_guard lock(mutex_);
+    return failed_;
+}
+
+std::size_t queue_relay::bounces() const
+{
+    std::lock_guard lock(mutex_);
+    return bounces_;
+}
+
+std::optional<spool::envelope> queue_relay::load(const std::string& id)
+{
+    try {
+        return spool_.load(spool::area::queue, id);
+    } catch (const spool::corrupt_entry& e) {
+        log::error(log::fields({{"event", "corrupt"}, {"id", id}, {"error", e.what()}}));
+        spool_.quarantine(spool::area::queue, id);
+        return std::nullopt;
+    }
+}
+
+std::optional<queue_relay::job> queue_relay::prepare()
+{
+    for (;;) {
+        if (ids_.empty()) {
+            // Entries that arrived during the flush, and our own notifications, go too; each
+            // id is tried once per flush, so this ends.
+            for (auto& id : spool_.list(spool::area::queue))
+                if (known_.insert(id).second)
+                    ids_.push_back(std::move(id));
+            if (ids_.empty())
+                return std::nullopt;
+        }
+        std::string id = std::move(ids_.front());
+        ids_.pop_front();
+        auto entry_lock = spool_.try_lock_entry(spool::area::queue, id);
+        if (!entry_lock) {
+            log::debug(
+                log::fields({{"event", "skipped"}, {"id", id}, {"reason", "locked or gone"}}));
+            continue;
+        }
+        auto env = load(id);
+        if (!env)
+            continue;
+        job j{id, std::move(*env), std::move(*entry_lock), {}, std::nullopt};
+        const std::int64_t now = options_.now();
+        if (!j.env.has_pending()) {
+            settle(j, {}, now, {}); // finished earlier, interrupted before its move/removal
+            continue;
+        }
+        if (is_expired(j.env, now, options_.max_queue_age)) {
+            expire_job(j, now);
+            continue;
+        }
+        try {
+            j.content = spool_.open_content(spool::area::queue, id);
+        } catch (const spool::corrupt_entry& e) {
+            log::error(log::fields({{"event", "corrupt"}, {"id", id}, {"error", e.what()}}));
+            spool_.quarantine(spool::area::queue, id);
+            continue;
+        }
+        return j;
+    }
+}
+
+void queue_relay::expire_job(job& j, std::int64_t now)
+{
+    log::info(
+        log::fields({{"event", "expired"},
+                     {"id", j.id},
+                     {"max-queue-age", std::to_string(options_.max_queue_age.count()) + "s"}}));
+    const auto newly_failed = expire(j.env, now);
+    settle(j, newly_failed, now, {});
+}
+
+// Makes the entry's new state durable and moves it where it belongs. Order matters for
+// crashes: the notification is committed before the state that says "failed", so a crash in
+// between repeats the notification rather than losing it.
+void queue_relay::settle(job& j, const std::vector<failed_recipient>& newly_failed,
+                         std::int64_t now, const std::string& remote_host)
+{
+    if (!newly_failed.empty() && should_notify(j.env))
+        bounce(j, newly_failed, now, remote_host);
+    if (j.env.has_pending()) {
+        spool_.save_state(spool::area::queue, j.env);
+    } else if (j.env.count(spool::recipient_state::failed) > 0) {
+        spool_.save_state(spool::area::queue, j.env);
+        spool_.move(j.id, spool::area::queue, spool::area::failed);
+        ++failed_;
+    } else {
+        // Every recipient delivered. Nothing to record: the entry goes.
+        spool_.remove(spool::area::queue, j.id);
+        ++sent_;
+    }
+}
+
+void queue_relay::bounce(const job& j, const std::vector<failed_recipient>& recipients,
+                         std::int64_t now, const std::string& remote_host)
+{
+    std::string start;
+    try {
+        auto reader = spool_.open_content(spool::area::queue, j.id);
+        while (start.size() < max_bounced_headers) {
+            std::string block = reader.read(max_bounced_headers - start.size());
+            if (block.empty())
+                break;
+            start += block;
+        }
+    } catch (const std::exception& e) {
+        log::warning(log::fields({{"event", "bounce-headers"}, {"id", j.id}, {"error", e.what()}}));
+    }
+    spool::entry_writer writer = spool_.create_entry();
+    dsn_request request;
+    request.reporting_host = options_.reporting_host;
+    request.remote_host = remote_host;
+    request.queue_id = j.id;
+    request.message_id = writer.id() + ".dsn";
+    request.sender = j.env.reverse_path;
+    request.arrival_date = j.env.queued_at;
+    request.now = now;
+    request.recipients = recipients;
+    request.original_headers = header_section(start, max_bounced_headers);
+    writer.write(make_dsn(request));
+    spool::envelope env;
+    env.queued_at = now;
+    env.origin = "dsn";
+    env.reverse_path = ""; // RFC 5321 section 4.5.5: notifications use the null path
+    spool::recipient to;
+    to.address = j.env.reverse_path;
+    env.recipients.push_back(std::move(to));
+    env.is_bounce = 1;
+    const std::string bounce_id = writer.id();
+    writer.commit(std::move(env));
+    ++bounces_;
+    log::info(log::fields({{"event", "bounce"},
+                           {"id", bounce_id},
+                           {"for", j.id},
+                           {"to", "<" + j.env.reverse_path + ">"},
+                           {"recipients", std::to_string(recipients.size())}}));
+}
+
+} // namespace leafmail::relay
