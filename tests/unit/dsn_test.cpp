@@ -156,3 +156,18 @@ TEST_CASE("expiry fails the pending recipients with 4.4.7", "[dsn]")
     CHECK(env.recipients[3].state == spool::recipient_state::delivered);
     CHECK_FALSE(is_expired(env, env.queued_at + 10 * 86400, std::chrono::seconds(100)));
 }
+
+TEST_CASE("DSN: Remote-MTA names a host by name and an address as an address literal", "[dsn]")
+{
+    dsn_request r;
+    r.reporting_host = "client.example";
+    r.queue_id = "0005f0e1a2b3c4d5-00001234-0001";
+    r.sender = "alice@example.org";
+    r.recipients = {{"gone@x", "5.1.1", "550 5.1.1 no such user", true}};
+    r.remote_host = "127.0.0.1";
+    CHECK(make_dsn(r).find("Remote-MTA: dns; [127.0.0.1]\r\n") != std::string::npos);
+    r.remote_host = "::1";
+    CHECK(make_dsn(r).find("Remote-MTA: dns; [IPv6:::1]\r\n") != std::string::npos);
+    r.remote_host = "smtp.example.net";
+    CHECK(make_dsn(r).find("Remote-MTA: dns; smtp.example.net\r\n") != std::string::npos);
+}
