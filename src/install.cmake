@@ -44,7 +44,7 @@ function(leafmail_configure_contrib relative out_var)
 endfunction()
 
 set(leafmail_units leafmaild.service leafmaild.socket leafmaild@.service
-                   leafmail-flush.service leafmail-flush.timer)
+                   leafmail-flush.service leafmail-flush.timer leafmail-watch.service)
 foreach(unit ${leafmail_units})
   leafmail_configure_contrib(systemd/${unit} configured)
   if(LEAFMAIL_INSTALL_SYSTEMD_UNITS)

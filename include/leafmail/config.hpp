@@ -5,6 +5,7 @@
 #include "leafmail/access.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/smtp/client_tls.hpp"
+#include "leafmail/watch/auto_connect.hpp"
 
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/positional_options.hpp>
@@ -59,6 +60,11 @@ struct relay_settings {
     std::size_t max_recipients_per_transaction = 100;
     std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
+    // The watcher (leafmail-flush --watch): retry and probe backoff, and when it may connect.
+    std::chrono::seconds retry_min{60};
+    std::chrono::seconds retry_max{3600};
+    watch::auto_connect auto_connect = watch::auto_connect::always;
+    std::chrono::seconds warn_after{4 * 3600}; // one "delayed" notice after this; 0 = none
 
     /// The port to use: the one in smarthost, else 25 / 587 / 465 by tls mode.
     [[nodiscard]] std::string host() const;

@@ -77,6 +77,16 @@ constexpr key_info keys[] = {
      flush_key},
     {"connections", "parallel smarthost connections (default 1)", flush_key},
     {"max-queue-age", "a message pending longer than this bounces (default 5d)", flush_key},
+    {"retry-min", "watcher: first wait after a failed attempt, doubling (default 1m)", flush_key},
+    {"retry-max", "watcher: longest wait between attempts (default 1h)", flush_key},
+    {"warn-after",
+     "a message still pending this long gets one delay notice to its sender; 0 = never "
+     "(default 4h)",
+     flush_key},
+    {"auto-connect",
+     "watcher: always (whenever a default route exists) | on-link (only after a link-up event "
+     "or a kick; for metered and dial-on-demand links) (default always)",
+     flush_key},
 };
 
 [[noreturn]] void bad_value(const std::string& where, std::string_view key,
@@ -286,6 +296,17 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
             bad_value(where, key, v, "between 1 and 64");
     } else if (key == "max-queue-age") {
         s.max_queue_age = parse_duration(where, key, v);
+    } else if (key == "retry-min") {
+        s.retry_min = parse_duration(where, key, v);
+    } else if (key == "retry-max") {
+        s.retry_max = parse_duration(where, key, v);
+    } else if (key == "warn-after") {
+        s.warn_after = v == "0" ? std::chrono::seconds(0) : parse_duration(where, key, v);
+    } else if (key == "auto-connect") {
+        const auto mode = watch::auto_connect_from_string(v);
+        if (!mode)
+            bad_value(where, key, v, "always or on-link");
+        s.auto_connect = *mode;
     }
 }
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import stat
 import subprocess
+import time
 import unittest
 
 from harness import wait_until
@@ -38,6 +39,17 @@ def run(argv, **kwargs):
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("timeout", STEP_TIMEOUT)
     return subprocess.run(argv, **kwargs)
+
+
+def run_retrying(argv, **kwargs):
+    """run(), again a few times when the account or package databases were locked by another
+    program (useradd, groupadd and dpkg refuse at once: "cannot lock ...; try again later")."""
+    for attempt in range(6):
+        result = run(argv, **kwargs)
+        if result.returncode == 0 or not re.search(r"(?i)cannot lock|try again later|lock was locked", text(result)):
+            return result
+        time.sleep(2 + attempt)
+    return result
 
 
 def text(result):
@@ -74,7 +86,7 @@ def why_it_cannot_run():
 
 
 def tree(paths):
-    """{path: kind} below the given paths (lock files, which come and go, left out)."""
+    """{path: kind} below the given paths (lock and temporary files of other programs left out)."""
     found = {}
     for top in paths:
         if not os.path.lexists(top):
@@ -82,7 +94,7 @@ def tree(paths):
         found[top] = "dir"
         for root, dirs, files in os.walk(top):
             for name in dirs + files:
-                if name.endswith(".lock"):
+                if name.endswith((".lock", "+")):  # locks and shadow-utils temporaries
                     continue
                 path = os.path.join(root, name)
                 found[path] = "link" if os.path.islink(path) else "dir" if os.path.isdir(path) else "file"
@@ -177,7 +189,7 @@ class PackageTest(unittest.TestCase):
 
     def purge(self):
         if run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", "leafmail"]).stdout.decode().strip() not in ("", "un"):
-            run(["dpkg", "--purge", "leafmail"])
+            run_retrying(["dpkg", "--purge", "leafmail"])
 
     def test_the_package_installs_carries_mail_and_purges_clean(self):
         deb = self.build_package()
@@ -190,14 +202,14 @@ class PackageTest(unittest.TestCase):
         self.assertEqual(accounts_before, [], "leafmail or the test user already exists")
 
         self.addCleanup(self.purge)
-        result = run(["dpkg", "-i", deb], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        result = run_retrying(["dpkg", "-i", deb], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         self.assertEqual(result.returncode, 0, text(result))
         self.check_installed()
 
         # An unprivileged user hands in mail, as cron and mail(1) do.
-        result = run(["useradd", "--no-create-home", "--shell", "/bin/sh", self.user])
+        result = run_retrying(["useradd", "--no-create-home", "--shell", "/bin/sh", self.user])
         self.assertEqual(result.returncode, 0, text(result))
-        self.addCleanup(run, ["userdel", self.user])
+        self.addCleanup(run_retrying, ["userdel", self.user])
         result = run(["runuser", "-u", self.user, "--", "mail", "-s", "package test via mail", "bob@example.net"],
                      input=b"hello from mail(1)\n", cwd="/")
         self.assertEqual(result.returncode, 0, text(result))
@@ -232,7 +244,7 @@ class PackageTest(unittest.TestCase):
         self.assertEqual(os.listdir(os.path.join(SPOOL, "queue")), [])
 
         # Installing again (an upgrade) keeps the edited conffile.
-        result = run(["dpkg", "-i", deb], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), stdin=subprocess.DEVNULL)
+        result = run_retrying(["dpkg", "-i", deb], env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"), stdin=subprocess.DEVNULL)
         self.assertEqual(result.returncode, 0, text(result))
         with open("/etc/leafmail.conf") as f:
             self.assertIn("smarthost = 127.0.0.1:%d" % smarthost.port, f.read())
@@ -241,7 +253,7 @@ class PackageTest(unittest.TestCase):
         result = run(["runuser", "-u", self.user, "--", "sendmail", "dave@example.net"], cwd="/",
                      input=b"Subject: waits\n\nstill queued at removal\n")
         self.assertEqual(result.returncode, 0, text(result))
-        result = run(["dpkg", "-r", "leafmail"])
+        result = run_retrying(["dpkg", "-r", "leafmail"])
         self.assertEqual(result.returncode, 0, text(result))
         self.assertEqual(len(os.listdir(os.path.join(SPOOL, "queue"))), 1)
         self.assertTrue(os.path.exists("/etc/leafmail.conf"))
@@ -249,9 +261,9 @@ class PackageTest(unittest.TestCase):
         pwd.getpwnam("leafmail")
 
         # purge leaves nothing behind.
-        result = run(["dpkg", "--purge", "leafmail"])
+        result = run_retrying(["dpkg", "--purge", "leafmail"])
         self.assertEqual(result.returncode, 0, text(result))
-        run(["userdel", self.user], check=True)
+        self.assertEqual(run_retrying(["userdel", self.user]).returncode, 0)
         self.assertTrue(wait_until(lambda: not os.path.exists(SPOOL), timeout=5))
         self.assertEqual(account_lines(["leafmail", self.user]), [])
         self.assertEqual(statoverrides(), overrides_before)

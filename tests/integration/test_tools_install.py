@@ -19,7 +19,7 @@ MAN = os.path.join(CONTRIB, "man")
 PROGRAMS = {"leafmaild": LEAFMAILD, "leafmail-flush": LEAFMAIL_FLUSH,
             "leafmail-list": LEAFMAIL_LIST, "leafmail-sendmail": LEAFMAIL_SENDMAIL}
 UNITS = ("leafmaild.service", "leafmaild.socket", "leafmaild@.service",
-         "leafmail-flush.service", "leafmail-flush.timer")
+         "leafmail-flush.service", "leafmail-flush.timer", "leafmail-watch.service")
 SCRIPTS = ("ppp/ip-up.d/leafmail", "NetworkManager/dispatcher.d/90-leafmail")
 
 

@@ -171,3 +171,26 @@ TEST_CASE("DSN: Remote-MTA names a host by name and an address as an address lit
     r.remote_host = "smtp.example.net";
     CHECK(make_dsn(r).find("Remote-MTA: dns; smtp.example.net\r\n") != std::string::npos);
 }
+
+TEST_CASE("DSN: a delay warning says delayed and until when it is retried", "[dsn]")
+{
+    dsn_request r;
+    r.reporting_host = "leaf.example";
+    r.remote_host = "smarthost.example";
+    r.queue_id = "0005f0e1a2b3c4d5-00001234-0001";
+    r.message_id = "0005f0e1a2b3c4d5-00001234-0002.dsn";
+    r.sender = "alice@example.org";
+    r.arrival_date = 1700000000;
+    r.now = 1700014400;
+    r.delayed = true;
+    r.will_retry_until = 1700432000;
+    r.recipients.push_back({"later@x", "4.2.0", "450 4.2.0 mailbox busy", true});
+    const std::string m = make_dsn(r);
+    CHECK(m.find("Subject: Delayed Mail (still being retried)\r\n") != std::string::npos);
+    CHECK(m.find("Action: delayed\r\n") != std::string::npos);
+    CHECK(m.find("Action: failed") == std::string::npos);
+    CHECK(m.find("Status: 4.2.0\r\n") != std::string::npos);
+    CHECK(m.find("Diagnostic-Code: smtp; 450 4.2.0 mailbox busy\r\n") != std::string::npos);
+    CHECK(m.find("Will-Retry-Until: " + rfc5322_date(1700432000) + "\r\n") != std::string::npos);
+    CHECK(m.find("Undelivered") == std::string::npos);
+}

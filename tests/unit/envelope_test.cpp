@@ -45,14 +45,14 @@ TEST_CASE("thaw refuses what it cannot read as an envelope")
 
 TEST_CASE("thaw refuses an envelope from a newer format version")
 {
-    // Text archive: "22 serialization::archive 18 0 1 <fields>": after the library version
-    // come the envelope's class flags, "0", and its class version, "1".
+    // Text archive: "22 serialization::archive 18 0 2 <fields>": after the library version
+    // come the envelope's class flags, "0", and its class version, "2".
     std::string text = freeze(sample_envelope());
     const std::string marker = "serialization::archive ";
     auto pos = text.find(marker);
     REQUIRE(pos != std::string::npos);
     pos = text.find(' ', pos + marker.size()); // past the library version
-    REQUIRE(text.compare(pos, 5, " 0 1 ") == 0);
+    REQUIRE(text.compare(pos, 5, " 0 2 ") == 0);
     text.replace(pos, 5, " 0 9 ");
     CHECK_THROWS_WITH(thaw(text), Catch::Contains("newer"));
 }

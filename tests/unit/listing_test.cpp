@@ -180,3 +180,33 @@ TEST_CASE("times, ages and area names")
     CHECK(area_from_label("hold") == spool::area::hold);
     CHECK_FALSE(area_from_label("nowhere"));
 }
+
+TEST_CASE("a deferred entry shows when it is tried next, in text and JSON")
+{
+    CHECK(format_next_attempt(0, 1000).empty());
+    CHECK(format_next_attempt(1000, 1000) == "next attempt due");
+    CHECK(format_next_attempt(1040, 1000) == "next attempt in 40 s");
+    CHECK(format_next_attempt(1000 + 12 * 60, 1000) == "next attempt in 12 min");
+    CHECK(format_next_attempt(1000 + 11 * 60 + 1, 1000) == "next attempt in 12 min");
+    CHECK(format_next_attempt(1000 + 3 * 3600 + 5 * 60, 1000) == "next attempt in 3h 5m");
+
+    test::temp_dir dir;
+    spool::spool s(dir.path() / "spool");
+    const std::string id = commit(s, "Subject: later\r\n\r\nx\r\n", {"bob@example.net"});
+    const std::string fresh = commit(s, "Subject: new\r\n\r\ny\r\n", {"carol@example.net"});
+    auto env = *s.load(spool::area::queue, id);
+    env.recipients[0].attempts = 1;
+    env.next_attempt_at = 1700000000 + 12 * 60;
+    s.save_state(spool::area::queue, env);
+
+    const auto entries = scan_spool(s);
+    std::ostringstream text, json;
+    write_listing(text, entries, 1700000000);
+    CHECK(text.str().find("  next attempt in 12 min\n") != std::string::npos);
+    write_json(json, entries, 1700000000);
+    const auto doc = nlohmann::json::parse(json.str());
+    REQUIRE(doc.size() == 2);
+    CHECK(doc[0]["next_attempt"] == "2023-11-14T22:25:20Z");
+    CHECK(doc[1]["next_attempt"].is_null());
+    (void)fresh;
+}

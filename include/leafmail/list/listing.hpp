@@ -53,6 +53,10 @@ struct scan_options {
 /// "3d 4h", "2h 5m", "42s"
 [[nodiscard]] std::string format_age(std::int64_t seconds);
 
+/// "next attempt in 12 min", "next attempt in 40 s", "next attempt in 3h 5m", or "next
+/// attempt due" once the time has come; empty for an entry without a schedule (0).
+[[nodiscard]] std::string format_next_attempt(std::int64_t next_attempt_at, std::int64_t now);
+
 /// Text blocks, one per entry, then the summary line. now: Unix seconds, for ages.
 void write_listing(std::ostream& out, const std::vector<listed_entry>& entries, std::int64_t now);
 /// "N messages, N bytes" (or "spool is empty"), with a count per area when there are several.

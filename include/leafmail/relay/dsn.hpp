@@ -1,7 +1,8 @@
 #pragma once
 // Delivery status notifications (RFC 3464 inside RFC 6522 multipart/report) for recipients
-// that failed for good. Pure: the caller supplies the time, the names and the original
-// headers; the result is the content of a new spool entry sent with the null reverse-path.
+// that failed for good, or whose delivery is delayed (warn-after). Pure: the caller supplies the
+// time, the names and the original headers; the result is the content of a new spool entry sent
+// with the null reverse-path.
 #include "leafmail/smtp/reply.hpp"
 #include "leafmail/spool/envelope.hpp"
 
@@ -29,6 +30,10 @@ struct dsn_request {
     std::int64_t now = 0;
     std::vector<failed_recipient> recipients;
     std::string original_headers; // the original's header section, CRLF lines, no blank line
+    /// A warning that the message is still being retried (`warn-after`), not a failure:
+    /// RFC 3464 section 2.3.3 "Action: delayed", with Will-Retry-Until (section 2.3.7).
+    bool delayed = false;
+    std::int64_t will_retry_until = 0; // Unix seconds; 0 leaves the field out
 };
 
 /// RFC 6522 / RFC 3464 message content with CRLF line ends.

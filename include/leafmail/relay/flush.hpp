@@ -5,6 +5,7 @@
 // settings come from relay_settings.hpp, the per-entry work is queue_relay.hpp's.
 #include "leafmail/config.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -15,23 +16,40 @@ namespace leafmail::relay {
 
 struct flush_options {
     bool dry_run = false; // list what would be sent, change nothing
+    /// Only entries whose scheduled next attempt has come (`--due-only`, the watcher); a plain
+    /// flush is the user asking now and sends everything pending.
+    bool due_only = false;
     std::chrono::milliseconds lock_timeout{std::chrono::minutes(5)};
     bool verbose = false;              // log the SMTP dialogue, secrets masked
     std::function<std::int64_t()> now; // Unix seconds; default the system clock
+    /// When set and true, no further message is started: the one in flight finishes and the
+    /// flush ends (the watcher's SIGTERM).
+    const std::atomic<bool>* stop = nullptr;
+    /// Each connection's end at info level; the watcher logs changes of state instead, so
+    /// for it these are debug lines (one per probe would flood the log).
+    bool log_each_connection = true;
 };
 
 struct flush_summary {
-    std::size_t sent = 0;     // entries whose every recipient is now delivered
-    std::size_t deferred = 0; // entries still pending in queue/ afterwards (tried or not)
-    std::size_t failed = 0;   // entries moved to failed/ (each with a bounce when allowed)
-    std::size_t bounces = 0;  // notifications created
+    std::size_t sent = 0;          // entries whose every recipient is now delivered
+    std::size_t deferred = 0;      // entries still pending in queue/ afterwards (tried or not)
+    std::size_t failed = 0;        // entries moved to failed/ (each with a bounce when allowed)
+    std::size_t bounces = 0;       // notifications created
+    std::size_t delay_notices = 0; // "delayed" warnings created (warn-after)
     // Entries whose final dot went out without a reply before the connection ended: they
     // may have been delivered and stay pending (counted in deferred too).
     std::size_t unconfirmed = 0;
+    /// The earliest scheduled attempt among the entries this flush left pending (Unix
+    /// seconds), 0 when none is known.
+    std::int64_t next_attempt_at = 0;
     double seconds = 0;
     bool lock_busy = false; // another flush held the lock beyond lock_timeout
     bool smarthost_unreachable = false;
+    bool connected = false;               // at least one connection reached the smarthost
     bool authentication_required = false; // the smarthost wants AUTH, none is configured
+    /// Why a connection failed before any message went out (unreachable, TLS, greeting,
+    /// AUTH); empty when none did.
+    std::string connection_failure;
 };
 
 /// Runs a flush. Throws config_error for settings that cannot work (no smarthost, a bad

@@ -1,13 +1,16 @@
 #pragma once
 // The spool side of a flush: hands out queued entries in arrival order to relay connections
 // and records each result durably (per-recipient states, failed/, bounces, removal) before
-// the connection may send later content. Fails what is older than max-queue-age. Skips
+// the connection may send later content. Fails what is older than max-queue-age, warns once
+// about what is older than warn-after, schedules each deferred entry's next attempt. Skips
 // entries another tool has locked; never sees hold/. Knows no sockets: any relay_job_source
 // driver (the real connection, a test) works the same.
 #include "leafmail/net/relay_connection.hpp"
 #include "leafmail/relay/dsn.hpp"
 #include "leafmail/spool/spool.hpp"
+#include "leafmail/watch/retry_schedule.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -27,7 +30,13 @@ struct queue_relay_options {
     std::string relay_name;     // the smarthost as configured, for logs
     std::string remote_host;    // the smarthost's name in notifications
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
-    std::function<std::int64_t()> now; // Unix seconds
+    std::function<std::int64_t()> now;  // Unix seconds
+    std::chrono::seconds warn_after{0}; // one "delayed" notice after this; 0 = none
+    watch::retry_policy retry;          // a deferred entry's next attempt: retry-min doubling
+    watch::random_source random;        // jitter of that schedule; none = no jitter
+    bool due_only = false;              // skip entries whose next attempt has not come
+    /// When set and true, no new message is handed out (the message in flight finishes).
+    const std::atomic<bool>* stop = nullptr;
 };
 
 /// Thread-safe: several connections may share one.
@@ -45,6 +54,14 @@ public:
     /// Fails and bounces the entries older than max-queue-age without sending anything, so
     /// they expire even while the smarthost is unreachable.
     void expire_old_entries();
+
+    /// One RFC 3464 "delayed" notice for each entry pending longer than warn-after, never a
+    /// second (recorded in the envelope).
+    void warn_delayed_entries();
+
+    /// Earliest scheduled attempt among the entries left pending (Unix seconds), 0 if none.
+    [[nodiscard]] std::int64_t next_attempt_at() const;
+    [[nodiscard]] std::size_t delay_notices() const;
 
     /// Entries seen by this flush that are still waiting in queue/.
     [[nodiscard]] std::size_t count_still_pending() const;
@@ -70,8 +87,12 @@ private:
     void expire_job(job& j, std::int64_t now);
     void settle(job& j, const std::vector<failed_recipient>& newly_failed, std::int64_t now,
                 const std::string& remote_host);
-    void bounce(const job& j, const std::vector<failed_recipient>& recipients, std::int64_t now,
-                const std::string& remote_host);
+    void bounce(const std::string& id, const spool::envelope& original,
+                const std::vector<failed_recipient>& recipients, std::int64_t now,
+                const std::string& remote_host, bool delayed);
+    [[nodiscard]] bool is_stopping() const { return options_.stop && options_.stop->load(); }
+    void note_next_attempt(std::int64_t at);
+    void schedule_next_attempt(spool::envelope& env, std::int64_t now);
 
     spool::spool& spool_;
     queue_relay_options options_;
@@ -85,6 +106,8 @@ private:
     std::size_t sent_ = 0;
     std::size_t failed_ = 0;
     std::size_t bounces_ = 0;
+    std::size_t delay_notices_ = 0;
+    std::int64_t next_attempt_at_ = 0;
 };
 
 } // namespace leafmail::relay

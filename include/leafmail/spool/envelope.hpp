@@ -34,6 +34,9 @@ struct envelope {
     std::uint64_t content_size = 0; // octets of content, our Received: header included
     std::int32_t body_8bit = 0;     // 1 when the content holds octets above 127
     std::int32_t is_bounce = 0;     // 1 for a delivery status notification we generated
+    // Version 2:
+    std::int64_t next_attempt_at = 0; // Unix seconds of the next scheduled attempt; 0 = now
+    std::int64_t delay_notice_at = 0; // Unix seconds the "delayed" notice went; 0 = never
 
     [[nodiscard]] bool has_pending() const;
     [[nodiscard]] std::size_t count(recipient_state state) const;
@@ -41,7 +44,7 @@ struct envelope {
 };
 
 /// Newest format this build writes and the newest it can read.
-inline constexpr unsigned envelope_format_version = 1;
+inline constexpr unsigned envelope_format_version = 2;
 
 /// Freeze to / thaw from the archive text. thaw() throws spool::corrupt_entry on anything
 /// it cannot read, including a version newer than envelope_format_version.

@@ -149,6 +149,24 @@ public:
     /// The spool-wide flush lock: one flush at a time. Waits up to timeout; nullopt if busy.
     [[nodiscard]] std::optional<file_lock> lock_flush(std::chrono::milliseconds timeout) const;
 
+    /// The watcher's single-instance lock (`<spool>/watch.lock`, held by a running
+    /// `leafmail-flush --watch`): nullopt when another watcher holds it. Throws system_error.
+    [[nodiscard]] std::optional<file_lock> try_lock_watcher() const;
+    /// True when a watcher holds that lock. Never creates anything.
+    [[nodiscard]] bool is_watcher_running() const;
+    /// Binds the unix socket a watcher listens on for kicks (`<spool>/watch.sock`, mode
+    /// 0660), replacing a stale socket left by a dead watcher; call only while holding
+    /// try_lock_watcher(). Returns a listening SOCK_STREAM descriptor. Throws system_error.
+    [[nodiscard]] int listen_watcher_socket() const;
+    /// Connects to a running watcher's socket: the descriptor, or -1 with errno set (ENOENT,
+    /// ECONNREFUSED: no watcher listens).
+    [[nodiscard]] int connect_watcher_socket() const;
+    /// Removes the watcher's socket when the watcher ends (never anything but a socket).
+    void remove_watcher_socket() const noexcept;
+    /// Adds an inotify(7) watch for entries arriving in an area (renamed or created there);
+    /// returns the watch descriptor. Throws std::system_error.
+    int watch_area(int inotify_fd, area where) const;
+
     /// Bytes available to unprivileged writers on the spool's filesystem.
     [[nodiscard]] std::uint64_t free_bytes() const;
 

@@ -170,6 +170,12 @@ void append_entry_json(std::string& out, const listed_entry& e, std::int64_t now
         out += ',';
         append_number(out, "attempts", attempts_of(env));
         out += ',';
+        // Only a queued entry with a schedule has a next attempt; null means "the next flush".
+        if (e.where == area::queue && env.next_attempt_at > 0 && env.has_pending())
+            append_field(out, "next_attempt", iso8601_utc(env.next_attempt_at));
+        else
+            append_literal(out, "next_attempt", "null");
+        out += ',';
         append_field(out, "origin", env.origin);
         out += ',';
         append_field(out, "client_address", env.client_address);
@@ -199,7 +205,8 @@ void append_entry_json(std::string& out, const listed_entry& e, std::int64_t now
         }
         out += "],\"error\":null";
     } else {
-        out += "\"sender\":null,\"attempts\":null,\"origin\":null,\"client_address\":null,"
+        out += "\"sender\":null,\"attempts\":null,\"next_attempt\":null,\"origin\":null,\"client_"
+               "address\":null,"
                "\"helo_name\":null,\"is_bounce\":null,\"body_8bit\":null,\"recipients\":[],";
         append_field(out, "error", e.problem);
     }
@@ -286,6 +293,20 @@ std::string format_age(std::int64_t seconds)
     if (m > 0)
         return std::to_string(m) + "m " + std::to_string(s) + "s";
     return std::to_string(s) + "s";
+}
+
+std::string format_next_attempt(std::int64_t next_attempt_at, std::int64_t now)
+{
+    if (next_attempt_at <= 0)
+        return {};
+    const std::int64_t wait = next_attempt_at - now;
+    if (wait <= 0)
+        return "next attempt due";
+    if (wait < 60)
+        return "next attempt in " + std::to_string(wait) + " s";
+    if (wait < 2 * 3600)
+        return "next attempt in " + std::to_string((wait + 59) / 60) + " min";
+    return "next attempt in " + format_age(wait);
 }
 
 std::vector<listed_entry> scan_spool(spool::spool& spool, const scan_options& options)
@@ -418,7 +439,12 @@ void append_block(std::string& block, const listed_entry& e, std::int64_t now)
         return;
     }
     const auto& env = *e.envelope;
+    std::string next;
+    if (e.where == area::queue && env.has_pending())
+        next = format_next_attempt(env.next_attempt_at, now);
     block += when + ", " + plural(attempts_of(env), "attempt", "attempts") + "\n";
+    if (!next.empty())
+        block += "  " + next + "\n"; // its own line: the one above may be near 80 columns
     block += fit("  from <" + env.reverse_path + ">" +
                      (env.is_bounce ? " (delivery status notification)" : ""),
                  columns) +

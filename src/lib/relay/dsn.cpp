@@ -87,7 +87,9 @@ std::string make_dsn(const dsn_request& r)
     // Top-level header: RFC 3464 section 2, RFC 3834 section 5 (Auto-Submitted).
     m += "From: Mail Delivery System <MAILER-DAEMON@" + r.reporting_host + ">" + crlf;
     m += "To: <" + r.sender + ">" + crlf;
-    m += "Subject: Undelivered Mail Returned to Sender" + crlf;
+    m += std::string(r.delayed ? "Subject: Delayed Mail (still being retried)"
+                               : "Subject: Undelivered Mail Returned to Sender") +
+         crlf;
     m += "Date: " + rfc5322_date(r.now) + crlf;
     m += "Message-ID: <" + r.message_id + "@" + r.reporting_host + ">" + crlf;
     m += "Auto-Submitted: auto-replied" + crlf;
@@ -102,8 +104,17 @@ std::string make_dsn(const dsn_request& r)
     m += "Content-Type: text/plain; charset=us-ascii" + crlf;
     m += "Content-Description: Notification" + crlf + crlf;
     m += "This is the mail system at host " + r.reporting_host + "." + crlf + crlf;
-    m += "Your message could not be delivered to one or more recipients." + crlf;
-    m += "Its headers are attached below." + crlf + crlf;
+    if (r.delayed) {
+        m += "Your message has not been delivered yet to one or more recipients." + crlf;
+        m += "It stays queued and will be tried again" +
+             (r.will_retry_until ? " until " + rfc5322_date(r.will_retry_until) : std::string()) +
+             "; you need not send it again." + crlf;
+        m += "This is the only warning for this message. Its headers are attached below." + crlf +
+             crlf;
+    } else {
+        m += "Your message could not be delivered to one or more recipients." + crlf;
+        m += "Its headers are attached below." + crlf + crlf;
+    }
     for (const auto& f : r.recipients) {
         m += "<" + f.address + ">: ";
         if (!f.diagnostic.empty())
@@ -126,7 +137,7 @@ std::string make_dsn(const dsn_request& r)
     for (const auto& f : r.recipients) {
         m += crlf;
         m += "Final-Recipient: rfc822; " + f.address + crlf;
-        m += "Action: failed" + crlf;
+        m += std::string(r.delayed ? "Action: delayed" : "Action: failed") + crlf;
         m += "Status: " + f.status + crlf;
         if (!r.remote_host.empty() && f.from_smarthost)
             m += "Remote-MTA: dns; " + remote_mta_name(r.remote_host) + crlf;
@@ -135,6 +146,8 @@ std::string make_dsn(const dsn_request& r)
                                               : "Diagnostic-Code: X-leafmail; ") +
                  one_line(f.diagnostic) + crlf;
         m += "Last-Attempt-Date: " + rfc5322_date(r.now) + crlf;
+        if (r.delayed && r.will_retry_until)
+            m += "Will-Retry-Until: " + rfc5322_date(r.will_retry_until) + crlf;
     }
     m += crlf;
 

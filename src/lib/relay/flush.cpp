@@ -7,6 +7,7 @@
 #include "leafmail/relay/queue_relay.hpp"
 #include "leafmail/relay/relay_settings.hpp"
 #include "leafmail/spool/spool.hpp"
+#include "leafmail/watch/retry_schedule.hpp"
 
 #include <cstdio>
 #include <mutex>
@@ -92,8 +93,13 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     }
     spool.recover();
 
-    queue_relay source(spool, queue_options_for(settings, now));
+    queue_relay_options queue_options = queue_options_for(settings, now);
+    queue_options.due_only = options.due_only;
+    queue_options.stop = options.stop;
+    queue_options.random = watch::system_random_source();
+    queue_relay source(spool, std::move(queue_options));
     source.expire_old_entries();
+    source.warn_delayed_entries();
 
     std::mutex summary_mutex;
     auto connection_loop = [&] {
@@ -101,10 +107,18 @@ flush_summary run_flush(const config& settings, const flush_options& options)
             net::relay_connection_result r =
                 net::relay_over_one_connection(tls, endpoint, client, source);
             std::string why = r.failure ? r.failure->to_string() : std::string();
-            log::info(log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
-                                   {"relay", endpoint.host + ":" + std::to_string(endpoint.port)},
-                                   {"messages", std::to_string(r.messages_attempted)},
-                                   {"reason", why.empty() ? "done" : why}}));
+            log::write(
+                options.log_each_connection ? log::level::info : log::level::debug,
+                log::fields({{"event", r.failure ? "connection-failed" : "connection-closed"},
+                             {"relay", endpoint.host + ":" + std::to_string(endpoint.port)},
+                             {"messages", std::to_string(r.messages_attempted)},
+                             {"reason", why.empty() ? "done" : why}}));
+            {
+                std::lock_guard lock(summary_mutex);
+                summary.connected = summary.connected || r.connected;
+                if (!r.connected || (r.failure && r.messages_attempted == 0))
+                    summary.connection_failure = why.empty() ? "connection failed" : why;
+            }
             if (!r.connected) {
                 std::lock_guard lock(summary_mutex);
                 summary.smarthost_unreachable = true;
@@ -120,6 +134,7 @@ flush_summary run_flush(const config& settings, const flush_options& options)
                                           "auth-password-file"}}));
                 std::lock_guard lock(summary_mutex);
                 summary.authentication_required = true;
+                summary.connection_failure = why;
                 break;
             }
             // A connection that failed before any message went out would fail again the same
@@ -153,6 +168,8 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     summary.sent = source.sent();
     summary.failed = source.failed();
     summary.bounces = source.bounces();
+    summary.delay_notices = source.delay_notices();
+    summary.next_attempt_at = source.next_attempt_at();
     summary.deferred = source.count_still_pending();
     summary.unconfirmed = source.count_unconfirmed();
     return finish();

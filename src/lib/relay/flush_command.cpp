@@ -4,6 +4,7 @@
 #include "leafmail/log.hpp"
 #include "leafmail/relay/flush.hpp"
 #include "leafmail/relay/relay_settings.hpp"
+#include "leafmail/watch/watcher.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -24,6 +25,10 @@ program flush_program()
     p.flags.add_options()("verbose",
                           "log the SMTP dialogue with the smarthost (AUTH payloads masked)")(
         "dry-run", "show what would be sent and to where; change nothing")(
+        "due-only", "send only entries whose scheduled next attempt has come")(
+        "watch", "keep running: relay new mail at once, retry on a schedule, follow the link "
+                 "(until SIGTERM)")(
+        "kick", "tell a running watcher the link is up (retry at once); without one, say so")(
         "lock-timeout", po::value<unsigned>()->value_name("SECONDS")->default_value(300),
         "wait at most this long for another flush to finish");
     p.keys = config_keys::flush;
@@ -40,8 +45,27 @@ int run_flush_command(const program_context& context)
     flush_options options;
     options.verbose = parsed.flags.count("verbose") > 0;
     options.dry_run = parsed.flags.count("dry-run") > 0;
+    options.due_only = parsed.flags.count("due-only") > 0;
     options.lock_timeout = std::chrono::seconds(parsed.flags["lock-timeout"].as<unsigned>());
+    if (parsed.flags.count("watch") + parsed.flags.count("kick") + parsed.flags.count("dry-run") >
+        1)
+        throw po::error("--watch, --kick and --dry-run exclude each other");
+    if (parsed.flags.count("kick")) {
+        // Scripts call this unconditionally: no watcher is not an error (exit 0). A kick only
+        // needs the spool, not the relay settings.
+        const auto result = watch::kick_watcher(parsed.settings);
+        std::cout << (result == watch::kick_result::kicked ? "leafmail-flush: watcher kicked\n"
+                                                           : "leafmail-flush: no watcher running\n")
+                  << std::flush;
+        return exit_status::ok;
+    }
     check_relay_settings(parsed.settings);
+    if (parsed.flags.count("watch")) {
+        watch::watch_options watch_options;
+        watch_options.verbose = options.verbose;
+        watch::run_watcher(parsed.settings, watch_options);
+        return exit_status::ok;
+    }
 
     const flush_summary summary = run_flush(parsed.settings, options);
     if (summary.lock_busy)

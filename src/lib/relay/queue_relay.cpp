@@ -3,7 +3,10 @@
 #include "leafmail/log.hpp"
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/seven_bit_content.hpp"
+#include "leafmail/smtp/reply_parser.hpp"
 #include "leafmail/spool/queue_id.hpp"
+
+#include <algorithm>
 
 namespace leafmail::relay {
 
@@ -88,6 +91,17 @@ private:
     bool ended_ = false;
 };
 
+// RFC 3464 section 2.3.4: a delayed recipient's Status is a 4.x.x code, taken from the last
+// reply when it carries one (a stored reply line is read back with the reply parser).
+std::string delayed_status(const std::string& last_reply)
+{
+    smtp::reply_parser parser;
+    parser.feed(last_reply + "\r\n");
+    const auto reply = parser.next();
+    const std::string status = reply ? status_of(*reply) : std::string();
+    return status.starts_with("4.") ? status : "4.0.0";
+}
+
 } // namespace
 
 queue_relay::queue_relay(spool::spool& spool, queue_relay_options options)
@@ -102,6 +116,8 @@ queue_relay::queue_relay(spool::spool& spool, queue_relay_options options)
 bool queue_relay::has_work()
 {
     std::lock_guard lock(mutex_);
+    if (is_stopping())
+        return false;
     if (!ready_)
         ready_ = prepare();
     return ready_.has_value();
@@ -110,6 +126,8 @@ bool queue_relay::has_work()
 std::optional<net::relay_job> queue_relay::next()
 {
     std::lock_guard lock(mutex_);
+    if (is_stopping())
+        return std::nullopt; // the message in flight finishes, no new one starts
     if (!ready_)
         ready_ = prepare();
     if (!ready_)
@@ -155,6 +173,8 @@ void queue_relay::finished(const smtp::message_result& result)
         spool_.save_state(spool::area::queue, on_disk);
         return;
     }
+    if (j.env.has_pending())
+        schedule_next_attempt(j.env, now);
     job done = std::move(j);
     active_.erase(it);
     settle(done, done.newly_failed, now, options_.remote_host);
@@ -188,6 +208,71 @@ std::size_t queue_relay::count_unconfirmed() const
         if (unconfirmed_ids_.count(id))
             ++n;
     return n;
+}
+
+void queue_relay::warn_delayed_entries()
+{
+    const std::int64_t warn_after = options_.warn_after.count();
+    if (warn_after <= 0)
+        return;
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = options_.now();
+    // Ids sort by arrival time, so the walk stops at the first young one.
+    for (const auto& id : ids_) {
+        const std::int64_t at = spool::queue_id_time(id);
+        if (at == 0 || now - at < warn_after)
+            break;
+        auto entry_lock = spool_.try_lock_entry(spool::area::queue, id);
+        if (!entry_lock)
+            continue;
+        auto env = load(id);
+        if (!env || !env->has_pending() || env->delay_notice_at != 0 || !should_notify(*env) ||
+            now - env->queued_at < warn_after)
+            continue;
+        std::vector<failed_recipient> waiting;
+        for (const auto& r : env->recipients)
+            if (r.state == spool::recipient_state::pending)
+                waiting.push_back(
+                    {r.address, delayed_status(r.last_reply), r.last_reply, !r.last_reply.empty()});
+        // Recorded before the notice is committed: a crash in between loses this one warning
+        // rather than ever sending a second.
+        env->delay_notice_at = now;
+        spool_.save_state(spool::area::queue, *env);
+        bounce(id, *env, waiting, now, options_.remote_host, true);
+        ++delay_notices_;
+    }
+}
+
+std::int64_t queue_relay::next_attempt_at() const
+{
+    std::lock_guard lock(mutex_);
+    return next_attempt_at_;
+}
+
+std::size_t queue_relay::delay_notices() const
+{
+    std::lock_guard lock(mutex_);
+    return delay_notices_;
+}
+
+void queue_relay::note_next_attempt(std::int64_t at)
+{
+    if (at > 0 && (next_attempt_at_ == 0 || at < next_attempt_at_))
+        next_attempt_at_ = at;
+}
+
+// After a deferral: retry-min doubling with each attempt that reached the smarthost, up to
+// retry-max, with jitter (watch/retry_schedule.hpp).
+void queue_relay::schedule_next_attempt(spool::envelope& env, std::int64_t now)
+{
+    std::uint32_t attempts = 0;
+    for (const auto& r : env.recipients)
+        if (r.state == spool::recipient_state::pending)
+            attempts = std::max(attempts, r.attempts);
+    const auto delay =
+        watch::retry_delay(options_.retry, attempts, options_.random ? options_.random() : 0.0);
+    env.next_attempt_at = now + std::chrono::ceil<std::chrono::seconds>(delay).count();
+    note_next_attempt(env.next_attempt_at);
 }
 
 std::size_t queue_relay::count_still_pending() const
@@ -262,6 +347,10 @@ std::optional<queue_relay::job> queue_relay::prepare()
             expire_job(j, now);
             continue;
         }
+        if (options_.due_only && j.env.next_attempt_at > now) {
+            note_next_attempt(j.env.next_attempt_at);
+            continue; // its time has not come; the lock goes with j
+        }
         try {
             j.content = spool_.open_content(spool::area::queue, id);
         } catch (const spool::corrupt_entry& e) {
@@ -290,7 +379,7 @@ void queue_relay::settle(job& j, const std::vector<failed_recipient>& newly_fail
                          std::int64_t now, const std::string& remote_host)
 {
     if (!newly_failed.empty() && should_notify(j.env))
-        bounce(j, newly_failed, now, remote_host);
+        bounce(j.id, j.env, newly_failed, now, remote_host, false);
     if (j.env.has_pending()) {
         spool_.save_state(spool::area::queue, j.env);
     } else if (j.env.count(spool::recipient_state::failed) > 0) {
@@ -304,12 +393,13 @@ void queue_relay::settle(job& j, const std::vector<failed_recipient>& newly_fail
     }
 }
 
-void queue_relay::bounce(const job& j, const std::vector<failed_recipient>& recipients,
-                         std::int64_t now, const std::string& remote_host)
+void queue_relay::bounce(const std::string& id, const spool::envelope& original,
+                         const std::vector<failed_recipient>& recipients, std::int64_t now,
+                         const std::string& remote_host, bool delayed)
 {
     std::string start;
     try {
-        auto reader = spool_.open_content(spool::area::queue, j.id);
+        auto reader = spool_.open_content(spool::area::queue, id);
         while (start.size() < max_bounced_headers) {
             std::string block = reader.read(max_bounced_headers - start.size());
             if (block.empty())
@@ -317,18 +407,21 @@ void queue_relay::bounce(const job& j, const std::vector<failed_recipient>& reci
             start += block;
         }
     } catch (const std::exception& e) {
-        log::warning(log::fields({{"event", "bounce-headers"}, {"id", j.id}, {"error", e.what()}}));
+        log::warning(log::fields({{"event", "bounce-headers"}, {"id", id}, {"error", e.what()}}));
     }
     spool::entry_writer writer = spool_.create_entry();
     dsn_request request;
     request.reporting_host = options_.reporting_host;
     request.remote_host = remote_host;
-    request.queue_id = j.id;
+    request.queue_id = id;
     request.message_id = writer.id() + ".dsn";
-    request.sender = j.env.reverse_path;
-    request.arrival_date = j.env.queued_at;
+    request.sender = original.reverse_path;
+    request.arrival_date = original.queued_at;
     request.now = now;
     request.recipients = recipients;
+    request.delayed = delayed;
+    if (delayed)
+        request.will_retry_until = original.queued_at + options_.max_queue_age.count();
     request.original_headers = header_section(start, max_bounced_headers);
     writer.write(make_dsn(request));
     spool::envelope env;
@@ -336,16 +429,17 @@ void queue_relay::bounce(const job& j, const std::vector<failed_recipient>& reci
     env.origin = "dsn";
     env.reverse_path = ""; // RFC 5321 section 4.5.5: notifications use the null path
     spool::recipient to;
-    to.address = j.env.reverse_path;
+    to.address = original.reverse_path;
     env.recipients.push_back(std::move(to));
     env.is_bounce = 1;
     const std::string bounce_id = writer.id();
     writer.commit(std::move(env));
-    ++bounces_;
-    log::info(log::fields({{"event", "bounce"},
+    if (!delayed)
+        ++bounces_; // delay notices are counted by warn_delayed_entries()
+    log::info(log::fields({{"event", delayed ? "delay-notice" : "bounce"},
                            {"id", bounce_id},
-                           {"for", j.id},
-                           {"to", "<" + j.env.reverse_path + ">"},
+                           {"for", id},
+                           {"to", "<" + original.reverse_path + ">"},
                            {"recipients", std::to_string(recipients.size())}}));
 }
 

@@ -65,6 +65,8 @@ queue_relay_options queue_options_for(const config& settings, std::function<std:
     o.relay_name = settings.relay.smarthost;
     o.remote_host = settings.relay.host();
     o.max_queue_age = settings.relay.max_queue_age;
+    o.warn_after = settings.relay.warn_after;
+    o.retry = {settings.relay.retry_min, settings.relay.retry_max};
     o.now = std::move(now);
     return o;
 }

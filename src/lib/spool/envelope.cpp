@@ -19,10 +19,10 @@
 #include <istream>
 #include <sstream>
 
-// Version 1 of both classes. A new field is appended behind `if (version >= 2)` together with
-// a BOOST_CLASS_VERSION bump, a golden file in spool-format/ and a row in its version table.
+// A new field is appended behind `if (version >= N)` together with a BOOST_CLASS_VERSION bump,
+// a golden file in spool-format/ and a row in its version table. The recipient is still at 1.
 BOOST_CLASS_VERSION(leafmail::spool::recipient, 1)
-BOOST_CLASS_VERSION(leafmail::spool::envelope, 1)
+BOOST_CLASS_VERSION(leafmail::spool::envelope, 2)
 // Envelopes are values, never shared through pointers: no object tracking in the archive.
 BOOST_CLASS_TRACKING(leafmail::spool::recipient, boost::serialization::track_never)
 BOOST_CLASS_TRACKING(leafmail::spool::envelope, boost::serialization::track_never)
@@ -125,6 +125,8 @@ void serialize(Archive& ar, leafmail::spool::envelope& e, const unsigned version
     check_version(version, "envelope");
     ar& e.id& e.queued_at& e.origin& e.client_address& e.helo_name& e.reverse_path;
     ar& e.recipients& e.content_size& e.body_8bit& e.is_bounce;
+    if (version >= 2)
+        ar& e.next_attempt_at& e.delay_notice_at;
 }
 
 } // namespace boost::serialization

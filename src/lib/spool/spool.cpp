@@ -17,8 +17,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace leafmail::spool {
@@ -673,6 +676,97 @@ std::optional<file_lock> spool::lock_flush(std::chrono::milliseconds timeout) co
             return std::nullopt;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+}
+
+std::optional<file_lock> spool::try_lock_watcher() const
+{
+    const fs::path path = root_ / "watch.lock";
+    fd_guard file{::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, file_mode)};
+    if (file.fd < 0)
+        throw_errno(errno, "cannot open " + path.string());
+    if (::flock(file.fd, LOCK_EX | LOCK_NB) == 0)
+        return file_lock(file.release());
+    if (errno != EWOULDBLOCK)
+        throw_errno(errno, "cannot lock " + path.string());
+    return std::nullopt;
+}
+
+bool spool::is_watcher_running() const
+{
+    const fs::path path = root_ / "watch.lock";
+    fd_guard file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)};
+    if (file.fd < 0)
+        return false; // never started here, or not ours to read: nobody to talk to
+    // A shared lock succeeds only when no watcher holds the exclusive one.
+    if (::flock(file.fd, LOCK_SH | LOCK_NB) == 0)
+        return false;
+    return errno == EWOULDBLOCK;
+}
+
+namespace {
+
+sockaddr_un unix_address(const fs::path& path)
+{
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string& text = path.native();
+    if (text.size() >= sizeof address.sun_path)
+        throw_errno(ENAMETOOLONG, "cannot use " + text + " as a socket address");
+    std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
+    return address;
+}
+
+} // namespace
+
+void spool::remove_watcher_socket() const noexcept
+{
+    const fs::path path = root_ / "watch.sock";
+    struct stat st {};
+    // Only a socket is removed: anything else planted under that name stays for the operator.
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+        ::unlink(path.c_str());
+}
+
+int spool::listen_watcher_socket() const
+{
+    const fs::path path = root_ / "watch.sock";
+    const sockaddr_un address = unix_address(path);
+    remove_watcher_socket(); // a dead watcher's; the caller holds watch.lock
+    fd_guard socket{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (socket.fd < 0)
+        throw_errno(errno, "cannot create a socket for " + path.string());
+    if (::bind(socket.fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
+        throw_errno(errno, "cannot bind " + path.string());
+    // Kicking may make an on-link machine dial: only the spool's owner, group and root may.
+    if (::chmod(path.c_str(), 0660) != 0 || ::listen(socket.fd, 8) != 0)
+        throw_errno(errno, "cannot listen on " + path.string());
+    return socket.release();
+}
+
+int spool::connect_watcher_socket() const
+{
+    const sockaddr_un address = unix_address(root_ / "watch.sock");
+    fd_guard socket{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (socket.fd < 0)
+        return -1;
+    if (::connect(socket.fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+        const int error = errno;
+        ::close(socket.release());
+        errno = error; // the caller tells "no watcher" (ENOENT, ECONNREFUSED) from the rest
+        return -1;
+    }
+    return socket.release();
+}
+
+int spool::watch_area(int inotify_fd, area where) const
+{
+    const fs::path path = dir(where);
+    // IN_DONT_FOLLOW: an area replaced by a symlink is not followed elsewhere.
+    const int wd = ::inotify_add_watch(inotify_fd, path.c_str(),
+                                       IN_MOVED_TO | IN_CREATE | IN_ONLYDIR | IN_DONT_FOLLOW);
+    if (wd < 0)
+        throw_errno(errno, "cannot watch " + path.string());
+    return wd;
 }
 
 std::uint64_t spool::free_bytes() const
