@@ -1,5 +1,7 @@
 #include "leafmail/config.hpp"
 
+#include "leafmail/text.hpp"
+
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -7,6 +9,14 @@
 #include <charconv>
 #include <fstream>
 #include <sstream>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 namespace leafmail {
@@ -35,7 +45,8 @@ constexpr key_info keys[] = {
     {"spool", "spool directory (default /var/spool/leafmail)", config_keys::all},
     {"hostname", "our host name in the greeting and Received: (default: the system's)",
      config_keys::daemon | config_keys::flush | config_keys::sendmail},
-    {"domain", "domain for local senders without one (default: hostname)", config_keys::sendmail},
+    {"domain", "domain for local senders without one (default: hostname)",
+     config_keys::flush | config_keys::sendmail}, // the flush: the default helo
     {"listen",
      "address:port to listen on, [v6]:port for IPv6, port 0 picks a free one; repeatable (default "
      "127.0.0.1:25)",
@@ -328,11 +339,55 @@ struct placeholder_defuser : po::error_with_option_name {
     }
 };
 
+// The file's text, read from a descriptor that is a regular file on a real filesystem: a
+// directory would read as empty (every default, allow lists included), a FIFO would block,
+// and procfs, sysfs or a device hold text that whoever runs us can choose.
+std::string read_configuration_text(const fs::path& file)
+{
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        throw config_error(file.string() +
+                           ": cannot read configuration file: " + std::strerror(errno));
+    struct stat st {};
+    struct statfs where {};
+    std::string problem;
+    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &where) != 0)
+        problem = std::strerror(errno);
+    else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
+        ; // /dev/null: "no configuration", the one device whose content nobody chooses
+    else if (!S_ISREG(st.st_mode))
+        problem = S_ISDIR(st.st_mode) ? "a directory, not a file" : "not a regular file";
+    else if (where.f_type == PROC_SUPER_MAGIC || where.f_type == SYSFS_MAGIC)
+        problem = "procfs and sysfs are never configuration";
+    std::string text;
+    if (problem.empty()) {
+        char buffer[16384];
+        for (;;) {
+            const ssize_t n = ::read(fd, buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                problem = std::strerror(errno);
+                break;
+            }
+            if (n == 0)
+                break;
+            text.append(buffer, static_cast<std::size_t>(n));
+            if (text.size() > 1024 * 1024) {
+                problem = "larger than 1 MiB";
+                break;
+            }
+        }
+    }
+    ::close(fd);
+    if (!problem.empty())
+        throw config_error(file.string() + ": cannot read configuration file: " + problem);
+    return text;
+}
+
 po::variables_map read_file(const fs::path& file, const po::options_description& desc)
 {
-    std::ifstream in(file);
-    if (!in)
-        throw config_error(file.string() + ": cannot read configuration file");
+    std::istringstream in(read_configuration_text(file));
     po::variables_map vm;
     try {
         po::store(po::parse_config_file(in, desc, false), vm);
@@ -350,28 +405,18 @@ po::variables_map read_file(const fs::path& file, const po::options_description&
 
 std::string relay_settings::host() const
 {
-    if (!smarthost.empty() && smarthost.front() == '[') {
-        const auto close = smarthost.find(']');
-        return smarthost.substr(1, close == std::string::npos ? std::string::npos : close - 1);
-    }
-    return smarthost.substr(0, smarthost.rfind(':'));
+    const auto split = text::split_host_port(smarthost);
+    return split ? split->host : smarthost;
 }
 
 std::uint16_t relay_settings::port() const
 {
-    const auto close = smarthost.find(']');
-    const auto colon = smarthost.rfind(':');
-    const bool has_port =
-        colon != std::string::npos && (close == std::string::npos || colon > close);
-    if (has_port) {
-        unsigned value = 0;
-        const std::string digits = smarthost.substr(colon + 1);
-        const auto [end, error] =
-            std::from_chars(digits.data(), digits.data() + digits.size(), value);
-        if (error == std::errc{} && end == digits.data() + digits.size() && value > 0 &&
-            value < 65536)
-            return static_cast<std::uint16_t>(value);
+    const auto split = text::split_host_port(smarthost);
+    if (!split)
         return 0;
+    if (split->port) {
+        const auto value = text::parse_port(*split->port);
+        return value ? static_cast<std::uint16_t>(*value) : 0;
     }
     switch (tls) {
     case smtp::client_tls::none:
@@ -494,13 +539,10 @@ void validate(const config& c, const fs::path& file)
         return file.empty() ? std::string("command line") : place_in_file(file, key);
     };
     for (const auto& address : c.receiver.listen) {
-        const auto colon = address.rfind(':');
-        const bool bracketed = !address.empty() && address.front() == '[';
-        const bool has_port =
-            colon != std::string::npos && (!bracketed || address.find(']') == colon - 1);
-        if (!has_port || colon == 0)
+        const auto split = text::split_host_port(address);
+        if (!split || !split->port)
             bad_value(where("listen"), "listen", address, "address:port or [v6-address]:port");
-        parse_unsigned(where("listen"), "listen", address.substr(colon + 1), 65535);
+        parse_unsigned(where("listen"), "listen", *split->port, 65535); // 0: any free port
     }
     if (!c.relay.smarthost.empty() && c.relay.port() == 0)
         bad_value(where("smarthost"), "smarthost", c.relay.smarthost,

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, LEAFMAILD, SOURCE_DIR, wait_until
+from harness import LEAFMAILD, LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, SOURCE_DIR, require, wait_until
 from smarthost import free_port
 
 IN_CI = os.environ.get("CI") == "true"
@@ -113,12 +113,12 @@ class ReadmeDemoTest(unittest.TestCase):
                 not os.path.isfile(os.path.join(SOURCE_DIR, ".git")):
             if IN_CI:
                 self.fail("CI=true: the README demo needs git and a git source tree")
-            self.skipTest("not a git checkout")
+            require(self, False, "not a git checkout")
         for name in ("swaks", "curl"):
             if not shutil.which(name):
                 if IN_CI:
                     self.fail("CI=true: %s is missing (bash .ci/deps)" % name)
-                self.skipTest(name + " not installed")
+                require(self, False, name + " not installed")
         self.tmp = tempfile.TemporaryDirectory(prefix="leafmail-readme-")
         self.addCleanup(self.tmp.cleanup)
         self.clone = os.path.join(self.tmp.name, "leafmail")

@@ -14,7 +14,8 @@ import tempfile
 import time
 import unittest
 
-from harness import LEAFMAILD, Daemon, SmtpClient, content_without_received, entry_ids, read_entry, temp_files, wait_until
+from harness import (LEAFMAILD, Daemon, SmtpClient, content_without_received, entry_ids, read_entry, require, requires,
+                     temp_files, wait_until)
 
 IO_TIMEOUT = 10.0
 
@@ -122,6 +123,20 @@ class ContentTest(ReceiveTest):
         self.assertEqual(c.command(b"QUIT"), 221)
         _, (content, _) = self.only_entry()
         self.assertEqual(content_without_received(content), message)
+
+    def test_quoted_local_part_with_angle_bracket(self):
+        # RFC 5321 4.1.2: qtextSMTP includes '>', so "a>b@c"@example.org is one mailbox; the
+        # same grammar decides for leafmail-sendmail (test_tools_sendmail.py).
+        odd = '"a>b@c"@example.org'
+        with smtplib.SMTP("127.0.0.1", self.daemon.port, timeout=IO_TIMEOUT) as smtp:
+            smtp.ehlo("smtplib.example")
+            self.assertEqual(smtp.sendmail(odd, [odd, "plain@example.org"], sample_message("odd")), {})
+            self.assertEqual(smtp.mail("sender@example.org")[0], 250)
+            self.assertEqual(smtp.rcpt("a>b@example.org")[0], 501)  # unquoted '>' ends nothing here
+            smtp.rset()
+        _, (_, envelope) = self.only_entry()
+        self.assertIn(odd, envelope)
+        self.assertIn("plain@example.org", envelope)
 
     def test_swaks(self):
         body_file = os.path.join(self.daemon.workdir, "swaks-body")
@@ -473,14 +488,14 @@ class AccessTest(unittest.TestCase):
             with raw_client(daemon.port) as c:
                 self.assertEqual(c.code(), 220)
 
-    @unittest.skipUnless(socket.has_ipv6, "no IPv6")
+    @requires(socket.has_ipv6, "no IPv6")
     def test_ipv6_listen(self):
         try:
             probe = socket.socket(socket.AF_INET6)
             probe.bind(("::1", 0))
             probe.close()
         except OSError:
-            self.skipTest("no ::1 on this machine")
+            require(self, False, "no ::1 on this machine")
         with Daemon(args=["--listen", "[::1]:0"]) as daemon:
             line = daemon.wait_for_log(r"event=listening address=\[::1\]:(\d+)")
             self.assertIsNotNone(line, daemon.log_text())

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, LEAFMAILD, SOURCE_DIR, wait_until
+from harness import LEAFMAILD, LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, SOURCE_DIR, require, requires, wait_until
 
 BUILD_DIR = os.environ.get("LEAFMAIL_BUILD_DIR", "")
 CONTRIB = os.path.join(SOURCE_DIR, "contrib")
@@ -67,7 +67,7 @@ class ManPageTest(unittest.TestCase):
                             self.assertRegex(page, r"(?<![A-Za-z0-9-])%s(?![A-Za-z0-9-])" % re.escape(flag),
                                              "%s: %s missing from %s.8" % (program, flag, program))
 
-    @unittest.skipUnless(shutil.which("man") and shutil.which("groff"), "man-db and groff not installed")
+    @requires(shutil.which("man") and shutil.which("groff"), "man-db and groff not installed")
     def test_pages_render_without_warnings(self):
         for name in sorted(os.listdir(MAN)):
             with self.subTest(page=name):
@@ -78,7 +78,7 @@ class ManPageTest(unittest.TestCase):
                 self.assertIn(b"NAME", result.stdout)
 
 
-@unittest.skipUnless(BUILD_DIR and shutil.which("cmake"), "LEAFMAIL_BUILD_DIR not set (run through ctest)")
+@requires(BUILD_DIR and shutil.which("cmake"), "LEAFMAIL_BUILD_DIR not set (run through ctest)")
 class InstallTest(unittest.TestCase):
     """`cmake --install` runs the same install script as `make install`, without rebuilding."""
 
@@ -118,7 +118,7 @@ class InstallTest(unittest.TestCase):
             self.assertEqual(mode & 0o777, 0o770, "%s %o" % (area, mode))  # nothing for others
         return at(os.path.join(paths["SBINDIR"], "leafmail-sendmail")), spool
 
-    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("groupadd"), "needs root and groupadd")
+    @requires(os.geteuid() == 0 and shutil.which("groupadd"), "needs root and groupadd")
     def test_install_with_the_group_sets_up_the_setgid_model(self):
         group = "lmig" + str(os.getpid())[-6:]
         subprocess.run(["groupadd", group], check=True, capture_output=True)
@@ -200,7 +200,7 @@ class ContribTest(unittest.TestCase):
                      "NetworkManager/dispatcher.d/90-leafmail": ["wlan0", "up"]}
         installed = [p for p in ("/usr/sbin/leafmail-flush", "/usr/local/sbin/leafmail-flush") if os.path.exists(p)]
         if installed:
-            self.skipTest("leafmail-flush is installed on this machine: %s" % installed)
+            require(self, False, "leafmail-flush is installed on this machine: %s" % installed)
         for script in SCRIPTS:
             with self.subTest(script=script, case="missing"), \
                     tempfile.TemporaryDirectory(prefix="leafmail-script-") as fake:
@@ -220,7 +220,7 @@ class ContribTest(unittest.TestCase):
                 else:
                     self.assertIn("runuser -u leafmail -- %s --log syslog" % flush, calls)
 
-    @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze not installed")
+    @requires(shutil.which("systemd-analyze"), "systemd-analyze not installed")
     def test_systemd_units_verify(self):
         # systemd-analyze checks that ExecStart exists: point the units at the built programs.
         with tempfile.TemporaryDirectory(prefix="leafmail-units-") as directory:

@@ -10,6 +10,7 @@ import subprocess
 import unittest
 
 from tools_support import Spool
+from harness import requires
 
 EX_USAGE, EX_NOINPUT = 64, 66
 QUEUE_ID = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{4}$")
@@ -94,7 +95,7 @@ class ListTest(unittest.TestCase):
         held_only = self.spool.list_json(["--area", "held"])
         self.assertEqual([e["id"] for e in held_only], [held])
 
-    @unittest.skipUnless(shutil.which("jq"), "jq not installed")
+    @requires(shutil.which("jq"), "jq not installed")
     def test_json_validates_with_jq(self):
         self.build_mixed_spool()
         result = self.spool.list(["--json"])

@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL
-from tools_support import ScratchAccount, Spool, header_names, header_of
+from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, requires
+from tools_support import DefaultConfiguration, ScratchAccount, Spool, header_names, header_of
 
 EX_USAGE, EX_DATAERR, EX_NOPERM, EX_TEMPFAIL = 64, 65, 77, 75
 
@@ -69,7 +69,7 @@ class SendmailTest(unittest.TestCase):
         self.assertNotIn(b"\n", content.replace(b"\r\n", b""))  # CRLF everywhere
         self.assertEqual(recipients_of(self.spool, entry_id), ["bob@example.net"])
         [entry] = self.spool.list_json([entry_id])
-        self.assertEqual(entry["origin"], "sendmail")
+        self.assertEqual(entry["origin"], "local")
         self.assertEqual(entry["client_address"], "uid=%d" % os.getuid())
 
     def test_existing_date_and_message_id_are_kept_and_content_unchanged(self):
@@ -103,6 +103,17 @@ class SendmailTest(unittest.TestCase):
         self.assertEqual(listing.returncode, 0, listing.stderr)
         self.assertIn(self.single_entry(), listing.stdout.decode())
         self.assertIn("<someone@example.net>", listing.stdout.decode())
+
+    def test_quoted_local_part_with_angle_bracket(self):
+        # The grammar leafmaild applies to RCPT (RFC 5321 4.1.2 Quoted-string: '>' is qtextSMTP).
+        odd = '"a>b@c"@example.org'
+        result = self.spool.sendmail(["-f", odd, odd], b"Subject: odd\n\nx\n")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [entry] = self.spool.list_json([self.single_entry()])
+        self.assertEqual(entry["sender"], odd)
+        self.assertEqual([r["address"] for r in entry["recipients"]], [odd])
+        result = self.spool.sendmail(["a>b@example.org"], b"Subject: bad\n\nx\n")
+        self.assertEqual(result.returncode, EX_DATAERR, result.stderr)
 
     def test_lone_dot_ends_the_message_unless_i(self):
         self.assertEqual(self.spool.sendmail(["a@example.net"], b"Subject: 1\n\nabove\n.\nbelow\n").returncode, 0)
@@ -197,7 +208,7 @@ class SendmailTest(unittest.TestCase):
         self.assertIn(b"Subject: over a pipe\r\n\r\nhello\r\n", self.spool.content(entry_id))
         self.assertEqual(recipients_of(self.spool, entry_id), ["bob@example.net", "carol@example.net"])
 
-    @unittest.skipUnless(have_git_send_email(), "git send-email not usable (Debian packages git-email, libmailtools-perl)")
+    @requires(have_git_send_email(), "git send-email not usable (Debian packages git-email, libmailtools-perl)")
     def test_git_send_email(self):
         repo = os.path.join(self.spool.workdir, "repo")
         env = dict(os.environ, GIT_AUTHOR_NAME="Dev Eloper", GIT_AUTHOR_EMAIL="dev@example.org",
@@ -223,7 +234,7 @@ class SendmailTest(unittest.TestCase):
         self.assertIn(b"+hello", content)
         self.assertEqual(recipients_of(self.spool, entry_id), ["maint@example.net"])
 
-    @unittest.skipUnless(have_mailutils_mail(), "mail(1) from GNU mailutils not installed (Debian package mailutils)")
+    @requires(have_mailutils_mail(), "mail(1) from GNU mailutils not installed (Debian package mailutils)")
     def test_mail_from_mailutils(self):
         # mailutils names its mailer by URL, without arguments: a wrapper adds -C.
         wrapper = os.path.join(self.spool.workdir, "sendmail")
@@ -251,7 +262,7 @@ def have_aiosmtpd():
         return False
 
 
-@unittest.skipUnless(have_aiosmtpd(), "python3-aiosmtpd not installed")
+@requires(have_aiosmtpd(), "python3-aiosmtpd not installed")
 class DoneWhenTest(unittest.TestCase):
     """echo "Subject: hi" | leafmail-sendmail -t (with To:) → leafmail-list shows it →
     leafmail-flush delivers it to a smarthost with Date and Message-ID added."""
@@ -291,7 +302,7 @@ class DoneWhenTest(unittest.TestCase):
             spool.close()
 
 
-@unittest.skipUnless(os.geteuid() == 0 and shutil.which("useradd") and (shutil.which("runuser") or shutil.which("setpriv")),
+@requires(os.geteuid() == 0 and shutil.which("useradd") and (shutil.which("runuser") or shutil.which("setpriv")),
                      "needs root, useradd and runuser or setpriv")
 class UnprivilegedInjectionTest(unittest.TestCase):
     """The setgid install model: a scratch user injects through a copy of leafmail-sendmail
@@ -316,13 +327,14 @@ class UnprivilegedInjectionTest(unittest.TestCase):
             os.makedirs(path, exist_ok=True)
             os.chown(path, 0, self.account.gid)
             os.chmod(path, 0o2770)
-        self.config = os.path.join(self.workdir, "leafmail.conf")
-        with open(self.config, "w") as f:
-            f.write("spool = %s\nhostname = test.leafmail\ndomain = example.org\n" % self.spool)
-        os.chmod(self.config, 0o644)
+        # Only the compiled-in default configuration keeps the injector's group for a user.
+        text = "spool = %s\nhostname = test.leafmail\ndomain = example.org\n" % self.spool
+        default = DefaultConfiguration(text)
+        self.addCleanup(default.close)
+        self.config = DefaultConfiguration.PATH
 
     def inject(self, args, message=b"Subject: from a user\n\nhello\n", shell_prefix=None):
-        command = [self.sendmail, "-C", self.config] + args
+        command = [self.sendmail] + args
         if shell_prefix:
             command = ["/bin/sh", "-c", shell_prefix + ' exec "$@"', "sh"] + command
         return self.account.run_as_user(command, input=message)

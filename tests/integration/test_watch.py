@@ -19,7 +19,7 @@ import threading
 import time
 import unittest
 
-from harness import (LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, Daemon, entry_ids,
+from harness import (LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, Daemon, entry_ids, require,
                      wait_until)
 from smarthost import Smarthost, free_port
 
@@ -449,12 +449,12 @@ class LinkEvents(unittest.TestCase):
         if os.geteuid() != 0:
             if IN_CI:
                 self.fail("the link tests need root to make a network namespace (CI=true)")
-            self.skipTest("needs root for a network namespace")
+            require(self, False, "needs root for a network namespace")
         probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
         if probe.returncode != 0:
             if IN_CI:
                 self.fail("cannot make a network namespace: %r" % probe.stderr)
-            self.skipTest("cannot make a network namespace")
+            require(self, False, "cannot make a network namespace")
         result = subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__),
                                  "netns-scenario", mode],
                                 capture_output=True, timeout=120, env=os.environ.copy())

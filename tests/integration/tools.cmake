@@ -12,3 +12,6 @@ set_property(TEST tools-install APPEND PROPERTY ENVIRONMENT
   "LEAFMAIL_INSTALL_DOCDIR=${CMAKE_INSTALL_FULL_DOCDIR}"
   "LEAFMAIL_INSTALL_SPOOL_DIR=${LEAFMAIL_SPOOL_DIR}"
   "LEAFMAIL_INSTALL_UNIT_DIR=${LEAFMAIL_SYSTEMD_UNIT_DIR}")
+# The spool as a trust boundary (issue 10): run as root on the installed layout; under
+# CI=true nothing in it may skip.
+add_integration_test(trust test_trust.py trust)

@@ -98,3 +98,35 @@ class ScratchAccount:
             subprocess.run(["userdel", self.user], capture_output=True)
         if self._created_group:
             subprocess.run(["groupdel", self.group], capture_output=True)
+
+
+class DefaultConfiguration:
+    """Writes the compiled-in default configuration (/etc/leafmail.conf) for the length of a
+    test, the only file the setgid injector trusts for users other than root; restores what
+    was there before. An flock serializes the tests that need it (ctest -j runs suites at
+    once). Root only."""
+
+    PATH = "/etc/leafmail.conf"
+    LOCK = "/run/leafmail-test-default-config.lock"
+
+    def __init__(self, text):
+        import fcntl
+        self._lock = open(self.LOCK, "a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._saved = None
+        if os.path.lexists(self.PATH):
+            with open(self.PATH, "rb") as f:
+                self._saved = f.read()
+        with open(self.PATH, "w") as f:
+            f.write(text)
+        os.chmod(self.PATH, 0o644)
+
+    def close(self):
+        try:
+            if self._saved is None:
+                os.unlink(self.PATH)
+            else:
+                with open(self.PATH, "wb") as f:
+                    f.write(self._saved)
+        finally:
+            self._lock.close()  # releases the flock

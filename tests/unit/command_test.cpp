@@ -113,6 +113,31 @@ TEST_CASE("quoted local parts may hold what atoms cannot", "[smtp][command][path
     CHECK(mail_ok(R"(FROM:<"a\"b"@example.org>)").reverse_path == R"("a\"b"@example.org)");
     CHECK(mail_error(R"(FROM:<"">)") == argument_error::bad_address);
     CHECK(mail_error(R"(FROM:<"a"b@example.org>)") == argument_error::bad_address);
+    CHECK(rcpt_ok(R"(TO:<"a>b@c"@example.org>)") == R"("a>b@c"@example.org)");
+}
+
+TEST_CASE("one mailbox grammar for paths and for leafmail-sendmail", "[smtp][command][path]")
+{
+    // RFC 5321 4.1.2: qtextSMTP is %d32-33 / %d35-91 / %d93-126, '<' and '>' included.
+    CHECK(is_valid_mailbox(R"("a>b@c"@example.org)"));
+    CHECK(is_valid_mailbox("user@[192.0.2.1]"));
+    CHECK(is_valid_mailbox("a.b+c@sub.example.org"));
+    CHECK_FALSE(is_valid_mailbox("a>b@example.org"));
+    CHECK_FALSE(is_valid_mailbox("postmaster")); // a path may be <Postmaster>, a mailbox not
+    CHECK_FALSE(is_valid_mailbox("a@"));
+    CHECK_FALSE(is_valid_mailbox("a@b.org "));
+    CHECK_FALSE(is_valid_mailbox("a@b\r\nRCPT TO:<x@y>"));
+    CHECK_FALSE(is_valid_mailbox(std::string(65, 'a') + "@example.org"));
+    CHECK_FALSE(is_valid_mailbox("a@" + std::string(250, 'b')));
+    CHECK(is_valid_local_part(R"("odd user")"));
+    CHECK(is_valid_local_part("root"));
+    CHECK_FALSE(is_valid_local_part("root@"));
+    CHECK_FALSE(is_valid_local_part("a b"));
+    // Whatever is a valid mailbox is read back whole as a path.
+    for (const std::string address : {R"("a>b@c"@example.org)", "u@[IPv6:2001:db8::1]"}) {
+        REQUIRE(is_valid_mailbox(address));
+        CHECK(rcpt_ok("TO:<" + address + ">") == address);
+    }
 }
 
 TEST_CASE("a source route is accepted and dropped", "[smtp][command][path]")

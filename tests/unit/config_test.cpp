@@ -6,6 +6,8 @@
 
 #include <fstream>
 
+#include <sys/stat.h>
+
 using namespace leafmail;
 namespace po = boost::program_options;
 
@@ -157,6 +159,26 @@ TEST_CASE("bad command-line flags are usage errors, bad values on it are config 
     CHECK_THROWS_AS(parse({"--config", file.path, "--no-such-flag"}), po::error);
     CHECK_THROWS_WITH(parse({"--config", file.path, "--max-recipients", "x"}),
                       Catch::Contains("command line"));
+}
+
+TEST_CASE("a configuration path that is no regular file is an error naming it")
+{
+    leafmail::test::temp_dir dir;
+    const std::string directory = dir.path().string();
+    CHECK_THROWS_WITH(load_config_file(directory, true),
+                      Catch::Contains(directory) && Catch::Contains("directory"));
+    const std::string fifo = (dir.path() / "fifo").string();
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK_THROWS_AS(load_config_file(fifo, true), config_error); // and it does not block
+}
+
+TEST_CASE("procfs, sysfs and devices are never configuration")
+{
+    CHECK_NOTHROW(load_config_file("/dev/null", true)); // the one device that means "none"
+    for (const char* path : {"/proc/self/cmdline", "/proc/self/environ", "/dev/zero"}) {
+        INFO(path);
+        CHECK_THROWS_WITH(load_config_file(path, true), Catch::Contains(path));
+    }
 }
 
 TEST_CASE("the EHLO name defaults to a dotted name when one can be made without DNS")

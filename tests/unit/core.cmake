@@ -3,5 +3,6 @@ target_sources(unit_tests PRIVATE
   unit/config_test.cpp
   unit/log_test.cpp
   unit/program_test.cpp
+  unit/text_test.cpp
   unit/trace_test.cpp
 )

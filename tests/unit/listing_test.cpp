@@ -66,7 +66,7 @@ TEST_CASE("entries of every area are listed oldest first with their state")
     REQUIRE(s.move(held, spool::area::queue, spool::area::hold));
     REQUIRE(s.move(failed, spool::area::queue, spool::area::failed));
     { // truncate the last one: its footer is gone
-        std::ofstream(s.entry_path(spool::area::queue, broken), std::ios::trunc) << "garbage";
+        std::ofstream((dir.path() / "spool" / "queue" / broken), std::ios::trunc) << "garbage";
     }
 
     const auto entries = scan_spool(s);

@@ -191,7 +191,12 @@ TEST_CASE("only addresses safe for the envelope and the SMTP wire are accepted")
     CHECK_FALSE(is_acceptable_address("a@"));
     CHECK_FALSE(is_acceptable_address("@b.org"));
     CHECK_FALSE(is_acceptable_address("\": le.org, @>,\"@"));
-    CHECK_FALSE(is_acceptable_address("\"a>b\"@x.org"));
+    // RFC 5321 4.1.2: qtextSMTP includes '<' and '>', so a quoted local part may hold them,
+    // as leafmaild accepts them in MAIL and RCPT; outside quotes they stay refused.
+    CHECK(is_acceptable_address("\"a>b\"@x.org"));
+    CHECK(is_acceptable_address(R"("a>b@c"@example.org)"));
+    CHECK_FALSE(is_acceptable_address("a>b@example.org"));
+    CHECK_FALSE(is_acceptable_address(std::string(65, 'a') + "@x.org")); // RFC 5321 4.5.3.1.1
     CHECK(is_acceptable_address("root")); // qualified with the domain later
 }
 

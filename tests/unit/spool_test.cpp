@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -152,14 +153,14 @@ TEST_CASE("state updates change the envelope but never the content")
     leafmail::test::temp_dir dir;
     spool s(dir.path());
     const std::string id = commit_message(s, "content\r\n");
-    const std::string entry_before = file_bytes(s.entry_path(area::queue, id));
+    const std::string entry_before = file_bytes((dir.path() / "queue" / id));
     auto env = *s.load(area::queue, id);
     env.recipients[0].state = recipient_state::failed;
     env.recipients[0].attempts = 1;
     env.recipients[0].last_reply = "550 5.1.1 unknown";
     s.save_state(area::queue, env);
     CHECK(*s.load(area::queue, id) == env);
-    CHECK(file_bytes(s.entry_path(area::queue, id)) == entry_before);
+    CHECK(file_bytes((dir.path() / "queue" / id)) == entry_before);
     CHECK(count_files(dir.path() / "tmp") == 0);
 }
 
@@ -189,10 +190,10 @@ TEST_CASE("recover reunites a state file left behind by an interrupted move")
     auto env = *s.load(area::queue, id);
     env.recipients[0].attempts = 5;
     s.save_state(area::queue, env);
-    fs::rename(s.entry_path(area::queue, id), s.entry_path(area::failed, id)); // crash here
+    fs::rename((dir.path() / "queue" / id), (dir.path() / "failed" / id)); // crash here
     const std::string orphan = commit_message(s, "other\r\n");
     s.save_state(area::queue, *s.load(area::queue, orphan));
-    fs::remove(s.entry_path(area::queue, orphan)); // a removal interrupted after the entry
+    fs::remove((dir.path() / "queue" / orphan)); // a removal interrupted after the entry
     const auto report = s.recover();
     CHECK(report.reunited_states == 1);
     CHECK(report.removed_orphan_states == 1);
@@ -205,19 +206,19 @@ TEST_CASE("corrupt entries are reported as corrupt_entry, and quarantine moves t
     leafmail::test::temp_dir dir;
     spool s(dir.path());
     const std::string good = commit_message(s, "content\r\n");
-    const std::string bytes = file_bytes(s.entry_path(area::queue, good));
+    const std::string bytes = file_bytes((dir.path() / "queue" / good));
 
     const std::string truncated = make_queue_id(1, 1, 1);
-    write_file(s.entry_path(area::queue, truncated), bytes.substr(0, bytes.size() - 5));
+    write_file((dir.path() / "queue" / truncated), bytes.substr(0, bytes.size() - 5));
     const std::string garbage = make_queue_id(1, 1, 2);
-    write_file(s.entry_path(area::queue, garbage), std::string(100, 'z'));
+    write_file((dir.path() / "queue" / garbage), std::string(100, 'z'));
     const std::string empty = make_queue_id(1, 1, 3);
-    write_file(s.entry_path(area::queue, empty), "");
+    write_file((dir.path() / "queue" / empty), "");
     const std::string copied = make_queue_id(1, 1, 4); // an envelope naming another id
-    write_file(s.entry_path(area::queue, copied), bytes);
+    write_file((dir.path() / "queue" / copied), bytes);
     const std::string bad_state = make_queue_id(1, 1, 5);
-    write_file(s.entry_path(area::queue, bad_state), bytes);
-    write_file(s.state_path(area::queue, bad_state), "22 serialization::archive 18 junk");
+    write_file((dir.path() / "queue" / bad_state), bytes);
+    write_file((dir.path() / "queue" / (bad_state + ".env")), "22 serialization::archive 18 junk");
 
     for (const auto& id : {truncated, garbage, empty, copied, bad_state}) {
         INFO(id);
@@ -226,7 +227,7 @@ TEST_CASE("corrupt entries are reported as corrupt_entry, and quarantine moves t
     }
     CHECK(s.list(area::queue) == std::vector<std::string>{good});
     CHECK(s.list(area::corrupt).size() == 5);
-    CHECK(fs::exists(s.state_path(area::corrupt, bad_state)));
+    CHECK(fs::exists((dir.path() / "corrupt" / (bad_state + ".env"))));
     CHECK(s.load(area::queue, good));
 }
 
@@ -292,4 +293,110 @@ TEST_CASE("opening a spool that is not there fails with the path named")
     CHECK_THROWS_WITH(spool(dir.path() / "missing", false), Catch::Contains("missing"));
     write_file(dir.path() / "file", "x");
     CHECK_THROWS_WITH(spool(dir.path() / "file"), Catch::Contains("file"));
+}
+
+TEST_CASE("a FIFO, a directory, a symlink and a stray name in queue are moved aside by list")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path() / "spool");
+    const fs::path queue = dir.path() / "spool" / "queue";
+    const std::string good = commit_message(s, "content\r\n");
+    const std::string fifo = make_queue_id(1, 1, 1);
+    REQUIRE(::mkfifo((queue / fifo).c_str(), 0600) == 0);
+    const std::string directory = make_queue_id(1, 1, 2);
+    fs::create_directory(queue / directory);
+    const std::string link = make_queue_id(1, 1, 3);
+    write_file(dir.path() / "outside", "not ours");
+    fs::create_symlink(dir.path() / "outside", queue / link);
+    write_file(queue / "notes.txt", "x");
+
+    CHECK(s.list(area::queue) == std::vector<std::string>{good}); // no hang on the FIFO
+    CHECK(count_files(queue) == 1);
+    CHECK(s.list(area::corrupt).size() == 3); // the stray name is moved but is no entry
+    CHECK(fs::exists(dir.path() / "spool" / "corrupt" / "notes.txt"));
+    CHECK(file_bytes(dir.path() / "outside") == "not ours");
+}
+
+TEST_CASE("load, open_content and try_lock_entry never block on a FIFO or read a directory")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string fifo = make_queue_id(1, 1, 1);
+    REQUIRE(::mkfifo((dir.path() / "queue" / fifo).c_str(), 0600) == 0);
+    const std::string directory = make_queue_id(1, 1, 2);
+    fs::create_directory(dir.path() / "queue" / directory);
+    for (const auto& id : {fifo, directory}) {
+        INFO(id);
+        CHECK_THROWS_AS(s.load(area::queue, id), corrupt_entry);
+        CHECK_THROWS_AS(s.open_content(area::queue, id), corrupt_entry);
+        CHECK(s.quarantine(area::queue, id));
+    }
+}
+
+TEST_CASE("recover works through the tmp descriptor opened at start, never a swapped symlink")
+{
+    leafmail::test::temp_dir dir;
+    const fs::path root = dir.path() / "spool";
+    spool s(root);
+    const fs::path victim = dir.path() / "victim";
+    fs::create_directory(victim);
+    write_file(victim / "precious", "keep me");
+    // The owner replaces tmp/ with a symlink after the spool was opened.
+    fs::rename(root / "tmp", dir.path() / "old-tmp");
+    fs::create_symlink(victim, root / "tmp");
+    s.recover();
+    CHECK(file_bytes(victim / "precious") == "keep me");
+    // A spool opened after the swap refuses the symlink instead of following it.
+    CHECK_THROWS_AS(spool(root, false), std::system_error);
+    CHECK(file_bytes(victim / "precious") == "keep me");
+}
+
+TEST_CASE("the flush lock is never created or followed through a symlink")
+{
+    leafmail::test::temp_dir dir;
+    const fs::path root = dir.path() / "spool";
+    spool s(root);
+    CHECK(fs::is_regular_file(fs::symlink_status(root / "flush.lock")));
+    fs::remove(root / "flush.lock");
+    const fs::path target = dir.path() / "nologin";
+    fs::create_symlink(target, root / "flush.lock");
+    CHECK_THROWS_AS(s.lock_flush(std::chrono::milliseconds(0)), std::system_error);
+    CHECK_FALSE(fs::exists(target));
+    fs::remove(root / "flush.lock");
+    CHECK(s.lock_flush(std::chrono::milliseconds(0))); // a missing lock is made, exclusively
+    CHECK(fs::is_regular_file(fs::symlink_status(root / "flush.lock")));
+}
+
+TEST_CASE("spool directories and files get explicit modes whatever the umask")
+{
+    leafmail::test::temp_dir dir;
+    const mode_t old = ::umask(077);
+    spool s(dir.path() / "a" / "spool");
+    const std::string id = commit_message(s, "x\r\n");
+    s.save_state(area::queue, *s.load(area::queue, id));
+    ::umask(old);
+    const auto mode_of = [](const fs::path& p) {
+        struct stat st {};
+        REQUIRE(::lstat(p.c_str(), &st) == 0);
+        return st.st_mode & 07777;
+    };
+    CHECK(mode_of(dir.path() / "a" / "spool") == 02770);
+    CHECK(mode_of(dir.path() / "a" / "spool" / "queue") == 02770);
+    CHECK(mode_of(dir.path() / "a" / "spool" / "tmp") == 02770);
+    CHECK(mode_of(dir.path() / "a" / "spool" / "queue" / id) == 0640);
+    CHECK(mode_of(dir.path() / "a" / "spool" / "queue" / (id + ".env")) == 0640);
+    CHECK(s.locate(id) == area::queue);
+    CHECK(s.info(area::queue, id)->size > 0);
+}
+
+TEST_CASE("a missing spool that is not to be created names its path and what creates it")
+{
+    leafmail::test::temp_dir dir;
+    try {
+        spool s(dir.path() / "nowhere", false);
+        FAIL("opened a missing spool");
+    } catch (const missing_spool& e) {
+        CHECK(std::string(e.what()).find((dir.path() / "nowhere").string()) != std::string::npos);
+        CHECK(std::string(e.what()).find("--setup-spool") != std::string::npos);
+    }
 }

@@ -82,7 +82,7 @@ TEST_CASE(
     CHECK(text.ends_with("\r\n\r\nhello\r\n"));
     const auto env = f.spool.load(spool::area::queue, r.id);
     REQUIRE(env);
-    CHECK(env->origin == "sendmail");
+    CHECK(env->origin == "local");
     CHECK(env->client_address == "uid=1000");
     CHECK(env->reverse_path == "joe@example.org");
     CHECK(env->content_size == text.size());

@@ -1,5 +1,4 @@
 # Unit tests of the operator tools' library parts (leafmail-list, leafmail-sendmail).
-find_package(nlohmann_json 3 REQUIRED)
 target_sources(unit_tests PRIVATE
   unit/listing_test.cpp
   unit/message_test.cpp

@@ -7,6 +7,7 @@ using namespace leafmail;
 TEST_CASE("RFC 5322 dates are in UTC with a numeric zone")
 {
     CHECK(rfc5322_date(0) == "Thu, 01 Jan 1970 00:00:00 +0000");
+    CHECK(rfc5322_date(1700000000) == "Tue, 14 Nov 2023 22:13:20 +0000");
     CHECK(rfc5322_date(1795353501) == "Sun, 22 Nov 2026 13:18:21 +0000");
 }
 

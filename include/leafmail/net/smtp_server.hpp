@@ -4,6 +4,7 @@
 // commit of each message through the spool on a pool of fsync workers, so the event loop
 // never waits for the disk. Also serves one session on stdin/stdout (inetd mode).
 #include "leafmail/config.hpp"
+#include "leafmail/intake/intake.hpp"
 #include "leafmail/net/asio.hpp"
 #include "leafmail/spool/spool.hpp"
 
@@ -12,6 +13,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,18 +24,21 @@ namespace leafmail::net {
 
 class smtp_server {
 public:
-    smtp_server(asio::io_context& io, const config& settings, spool::spool& spool);
+    /// The spool comes later, with start() or serve_inetd(): a daemon started as root binds
+    /// first and opens the spool only once it is the spool's owner.
+    smtp_server(asio::io_context& io, const config& settings);
     ~smtp_server();
 
     /// Binds every listen address (SO_REUSEADDR, so a restart binds at once). Throws
     /// std::system_error naming the address.
     void bind();
     [[nodiscard]] std::vector<asio::ip::tcp::endpoint> local_endpoints() const;
-    /// Starts accepting and the idle-timeout sweep.
-    void start();
+    /// Starts accepting into `spool` (which must outlive the server) and the idle sweep.
+    void start(spool::spool& spool);
     /// Serves exactly one session over two descriptors (inetd / systemd Accept=yes), then
-    /// stops the server.
-    void serve_inetd(int input_fd, int output_fd);
+    /// stops the server. A local_submitter (sendmail -bs) is recorded as the entries' origin.
+    void serve_inetd(spool::spool& spool, int input_fd, int output_fd,
+                     std::optional<intake::source> local_submitter = std::nullopt);
     /// Stops accepting; sessions in flight get `grace` to finish, then are closed with 421.
     void shut_down(std::chrono::seconds grace);
     /// New limits and access lists for new sessions (listen addresses need a restart).
@@ -58,7 +63,8 @@ private:
 
     asio::io_context& io_;
     config settings_;
-    spool::spool& spool_;
+    spool::spool* spool_ = nullptr;
+    std::optional<intake::source> local_submitter_;
     asio::thread_pool fsync_pool_;
     std::vector<asio::ip::tcp::acceptor> acceptors_;
     asio::steady_timer sweep_timer_;

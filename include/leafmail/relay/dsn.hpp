@@ -48,9 +48,6 @@ struct dsn_request {
 /// section 3.1); "5.0.0" for a reply that is no failure code at all.
 [[nodiscard]] std::string status_of(const smtp::reply& why);
 
-/// "Tue, 02 Jan 2024 15:04:05 +0000" (RFC 5322 section 3.3), in UTC.
-[[nodiscard]] std::string rfc5322_date(std::int64_t unix_seconds);
-
 /// The header section of a message: everything before the first empty line, at most
 /// max_bytes and cut at a line end (RFC 3462 text/rfc822-headers).
 [[nodiscard]] std::string header_section(std::string_view content_start, std::size_t max_bytes);

@@ -74,8 +74,9 @@ private:
 /// routes dropped. Never throws; what cannot be read as an address is skipped.
 [[nodiscard]] std::vector<std::string> parse_address_list(std::string_view text);
 
-/// True for an address that may go into an envelope and onto the SMTP wire: no control
-/// characters, no unquoted whitespace, no angle brackets, at most 254 octets, not empty.
+/// True for an address that may go into an envelope and onto the SMTP wire: an RFC 5321
+/// Mailbox (smtp::is_valid_mailbox, the grammar leafmaild applies to MAIL and RCPT), or a
+/// bare local part to be qualified with the domain.
 [[nodiscard]] bool is_acceptable_address(std::string_view address);
 
 /// "user" → "user@domain"; addresses with an '@' are returned unchanged.

@@ -88,4 +88,12 @@ struct rcpt_argument {
 /// The argument of RCPT: "TO:<path> [parameters]"; no RCPT parameter is supported.
 [[nodiscard]] std::variant<rcpt_argument, argument_error> parse_rcpt_argument(std::string_view arg);
 
+/// True when address is a Mailbox of RFC 5321 section 4.1.2 (Local-part "@" Domain or
+/// address-literal) that fits in a path (4.5.3.1): the one address grammar, for the server's
+/// MAIL and RCPT and for leafmail-sendmail's envelope alike. A Quoted-string local part may
+/// hold '<', '>' or '@' (qtextSMTP); on the wire it stays inside its quotes.
+[[nodiscard]] bool is_valid_mailbox(std::string_view address);
+/// True when text is a Local-part of RFC 5321 section 4.1.2 (Dot-string or Quoted-string).
+[[nodiscard]] bool is_valid_local_part(std::string_view text);
+
 } // namespace leafmail::smtp

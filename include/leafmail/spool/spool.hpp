@@ -2,6 +2,9 @@
 // The spool directory: durable commit of new entries, listing, thawing, state updates and
 // moves between areas. Knows nothing of sockets or SMTP. Several processes may use one spool
 // at once; a reader never sees half an entry because entries appear only by rename.
+// The only code that touches spool files: every operation is relative to directory
+// descriptors opened once, never follows a symlink and never blocks on a FIFO, so whoever
+// owns the spool cannot steer its users (root included) outside it.
 // Layout and guarantees: spool-format/README.md.
 #include "leafmail/spool/envelope.hpp"
 
@@ -13,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace leafmail::spool {
@@ -29,7 +33,26 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-class directory_syncer; // group commit of directory fsyncs, shared by the writers of a spool
+class directory_syncer;   // group commit of directory fsyncs, shared by the writers of a spool
+struct spool_directories; // the descriptors of the spool's directories, opened once
+
+/// The spool is missing (and was not to be created): names the path and what creates it.
+class missing_spool : public std::system_error {
+public:
+    explicit missing_spool(const std::filesystem::path& root);
+};
+
+/// The spool (or part of it) belongs to someone else than the account meant to own it.
+class foreign_spool : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// What the operator tools may know of an entry's file without opening it.
+struct entry_info {
+    std::uint64_t size = 0;
+    bool is_readable = false; // a regular file that this process may read
+};
 
 /// Streams one new entry into tmp/ and commits it. Destroying an uncommitted writer removes
 /// its temporary file, so a failed or refused message leaves nothing behind.
@@ -55,12 +78,12 @@ public:
 
 private:
     friend class spool;
-    entry_writer(std::filesystem::path tmp_dir, std::filesystem::path queue_dir, std::string id,
-                 int fd, std::shared_ptr<directory_syncer> syncer);
+    entry_writer(std::shared_ptr<const spool_directories> dirs, std::string id, int fd,
+                 std::shared_ptr<directory_syncer> syncer);
     void flush_buffer();
 
-    std::filesystem::path tmp_path_;
-    std::filesystem::path final_path_;
+    std::shared_ptr<const spool_directories> dirs_;
+    std::string tmp_label_; // "<root>/tmp/<id>", for messages only
     std::string id_;
     int fd_ = -1;
     std::shared_ptr<directory_syncer> syncer_;
@@ -108,16 +131,25 @@ struct recovery_report {
     std::size_t reunited_states = 0; // state files moved after their entry
 };
 
+/// Creates (or completes) the spool tree for its owner, as root: directories 2770 with the
+/// setgid bit and the owner's group, set with fchmod/fchown on what was opened, never by the
+/// umask and never through a symlink; flush.lock 0640. An existing directory is taken over
+/// only from root (install rules make them so); one owned by anyone else than root or the
+/// owner is refused with foreign_spool. Nothing is ever chowned recursively.
+void set_up_spool(const std::filesystem::path& root, unsigned owner_uid, unsigned owner_gid);
+
+/// True for a directory that holds none of the spool's areas (made, never set up or used).
+[[nodiscard]] bool has_no_areas(const std::filesystem::path& root);
+
 class spool {
 public:
-    /// Opens the spool at root, creating the directory tree when create is true.
-    /// Throws std::system_error naming the path.
+    /// Opens the spool at root, creating the missing directories (and the root's parents)
+    /// when create is true, with explicit modes. Throws missing_spool when it does not exist
+    /// and create is false, std::system_error naming the path otherwise.
     explicit spool(std::filesystem::path root, bool create = true);
     ~spool();
     spool(const spool&) = delete;
     spool& operator=(const spool&) = delete;
-
-    [[nodiscard]] const std::filesystem::path& root() const { return root_; }
 
     /// Cleans what crashed writers and movers left (a writer still running holds a lock on
     /// its temporary file and is left alone). Call at the start of a daemon or flush.
@@ -126,8 +158,15 @@ public:
     /// Starts a new entry with a fresh id. Throws std::system_error.
     [[nodiscard]] entry_writer create_entry();
 
-    /// Valid entry ids in an area, oldest first. Other file names are ignored.
+    /// Valid entry ids in an area, oldest first. Anything else in queue/, hold/ or failed/
+    /// (a FIFO, a directory, a symlink, a device, a name that is no id) is logged and moved
+    /// to corrupt/ when this process may, and never listed: it cannot stop a flush.
     [[nodiscard]] std::vector<std::string> list(area where) const;
+    /// The area holding the entry, or nullopt (an entry moving between areas is looked for
+    /// twice).
+    [[nodiscard]] std::optional<area> locate(std::string_view id) const;
+    /// Size and readability of an entry's file, or nullopt when it is absent.
+    [[nodiscard]] std::optional<entry_info> info(area where, std::string_view id) const;
     /// The entry's current envelope (its state file when one exists), or nullopt when the
     /// entry vanished meanwhile. Throws corrupt_entry or std::system_error.
     [[nodiscard]] std::optional<envelope> load(area where, std::string_view id) const;
@@ -135,6 +174,7 @@ public:
     [[nodiscard]] content_reader open_content(area where, std::string_view id) const;
 
     /// Durably records a new envelope for an existing entry without touching its content.
+    /// The state file gets the entry's owner and group and mode 0640, whoever writes it.
     void save_state(area where, const envelope& env);
     /// Removes an entry for good (delivered, or deleted by the operator). False if absent.
     bool remove(area where, std::string_view id);
@@ -147,6 +187,8 @@ public:
     /// operator tools while they change it). nullopt when busy or absent.
     [[nodiscard]] std::optional<file_lock> try_lock_entry(area where, std::string_view id) const;
     /// The spool-wide flush lock: one flush at a time. Waits up to timeout; nullopt if busy.
+    /// Locks flush.lock through a read-only descriptor that follows no symlink (creating it,
+    /// exclusively, only when it is missing). Throws std::system_error.
     [[nodiscard]] std::optional<file_lock> lock_flush(std::chrono::milliseconds timeout) const;
 
     /// The watcher's single-instance lock (`<spool>/watch.lock`, held by a running
@@ -170,18 +212,15 @@ public:
     /// Bytes available to unprivileged writers on the spool's filesystem.
     [[nodiscard]] std::uint64_t free_bytes() const;
 
-    [[nodiscard]] std::filesystem::path entry_path(area where, std::string_view id) const;
-    [[nodiscard]] std::filesystem::path state_path(area where, std::string_view id) const;
-
 private:
-    std::filesystem::path dir(area where) const;
-    std::string entry_file(area where, std::string_view id) const;
-    std::string state_file(area where, std::string_view id) const;
+    int dir_fd(area where) const;
+    std::string label(area where, std::string_view name) const; // for messages only
     std::shared_ptr<directory_syncer> syncer_for(area where) const;
+    void set_aside(area where, const std::string& name, const char* kind) const;
 
     std::filesystem::path root_;
+    std::shared_ptr<spool_directories> dirs_;
     std::vector<std::shared_ptr<directory_syncer>> syncers_; // one per area
-    std::vector<std::string> area_prefixes_;                 // "<root>/<area>/", per area
 };
 
 } // namespace leafmail::spool

@@ -4,6 +4,7 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/list/listing.hpp"
 #include "leafmail/list/queue_actions.hpp"
+#include "leafmail/privileges.hpp"
 #include "leafmail/spool/queue_id.hpp"
 
 #include <boost/program_options.hpp>
@@ -157,6 +158,14 @@ int run_list(const program_context& context)
                                              ? parsed.flags["id"].as<std::vector<std::string>>()
                                              : std::vector<std::string>{};
 
+    // Root works in the spool only as its owner (state files stay the owner's); a spool
+    // owned by someone else than the configured user is a spool_owner_error (78).
+    become_spool_owner(parsed.settings.spool, parsed.settings.receiver.user);
+    if (!action && ids.empty() && spool::has_no_areas(parsed.settings.spool)) {
+        // Made (by mkdir or install) but never used: nothing is queued.
+        std::cout << (json ? "[]" : "spool is empty") << std::endl;
+        return exit_status::ok;
+    }
     spool::spool spool(parsed.settings.spool, false);
     if (action)
         return run_actions(spool, *action, ids);

@@ -71,10 +71,8 @@ std::string human_time(std::int64_t unix_seconds)
 
 std::uint64_t file_size(const spool::spool& spool, area where, std::string_view id)
 {
-    struct stat st {};
-    if (::stat(spool.entry_path(where, id).c_str(), &st) != 0)
-        return 0;
-    return static_cast<std::uint64_t>(st.st_size);
+    const auto info = spool.info(where, id);
+    return info ? info->size : 0;
 }
 
 // Reads one entry; false when it vanished.
@@ -92,9 +90,8 @@ bool load_entry(spool::spool& spool, listed_entry& entry, bool quarantine)
     }
     // An unreadable entry goes to corrupt/ as every leafmail tool does with one; but one
     // that only *we* may not read (an operator without the spool's group) stays put.
-    const bool is_ours_to_judge =
-        ::faccessat(AT_FDCWD, spool.entry_path(entry.where, entry.id).c_str(), R_OK, AT_EACCESS) ==
-        0;
+    const auto info = spool.info(entry.where, entry.id);
+    const bool is_ours_to_judge = info && info->is_readable;
     if (quarantine && is_ours_to_judge && entry.where != area::corrupt) {
         if (!spool.quarantine(entry.where, entry.id))
             return false; // vanished meanwhile

@@ -1,44 +1,16 @@
 #include "leafmail/list/queue_actions.hpp"
 
-#include "leafmail/spool/queue_id.hpp"
 #include "leafmail/list/listing.hpp"
+#include "leafmail/spool/queue_id.hpp"
 
 #include <optional>
 #include <system_error>
-
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace leafmail::list {
 
 namespace {
 
 using spool::area;
-
-std::optional<area> locate(const spool::spool& spool, std::string_view id)
-{
-    struct stat st {};
-    for (int round = 0; round < 2;
-         ++round) // an entry moving between areas is found the second time
-        for (area where : spool::all_areas)
-            if (::lstat(spool.entry_path(where, id).c_str(), &st) == 0)
-                return where;
-    return std::nullopt;
-}
-
-// A state file written by root (an operator's action) must stay readable by the spool's
-// owner, which is who leafmaild and leafmail-flush run as.
-void give_state_to_spool_owner(const spool::spool& spool, area where, std::string_view id)
-{
-    if (::geteuid() != 0)
-        return;
-    struct stat root {};
-    if (::stat(spool.root().c_str(), &root) != 0 || (root.st_uid == 0 && root.st_gid == 0))
-        return;
-    if (::lchown(spool.state_path(where, id).c_str(), root.st_uid, root.st_gid) != 0) {
-        // Not fatal: the entry is still consistent; the daemon reports what it cannot read.
-    }
-}
 
 action_result fail(std::string_view id, const std::string& why)
 {
@@ -73,8 +45,7 @@ action_result requeue(spool::spool& spool, area where, std::string_view id, std:
     env->queued_at = static_cast<std::int64_t>(now);
     // State first, move second: a crash in between leaves a failed entry that is already
     // pending again, and running --requeue once more finishes the job.
-    spool.save_state(where, *env);
-    give_state_to_spool_owner(spool, where, id);
+    spool.save_state(where, *env); // keeps the spool's owner and mode
     if (where != area::queue && !spool.move(id, where, area::queue))
         return fail(id, "vanished while being requeued");
     return done(id, "requeued (" + std::to_string(pending) +
@@ -106,20 +77,19 @@ action_result apply_action(spool::spool& spool, queue_action action, std::string
         return fail(id, "not a queue id");
     try {
         for (int attempt = 0; attempt < 3; ++attempt) {
-            const auto where = locate(spool, id);
+            const auto where = spool.locate(id);
             if (!where)
                 return fail(id, "no such entry");
             const auto lock = spool.try_lock_entry(*where, id);
             if (!lock) {
-                if (locate(spool, id) != where)
+                if (spool.locate(id) != where)
                     continue; // moved or removed meanwhile: look again
                 auto busy = fail(id, "busy (being relayed right now); try again later");
                 busy.is_transient = true;
                 return busy;
             }
             // The lock follows the file; make sure it is still where we found it.
-            struct stat st {};
-            if (::lstat(spool.entry_path(*where, id).c_str(), &st) != 0)
+            if (!spool.info(*where, id))
                 continue;
             const std::string was(area_label(*where));
             switch (action) {

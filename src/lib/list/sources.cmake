@@ -1,8 +1,6 @@
-# leafmail-list's library part: listing, JSON, queue actions and the command line.
-find_package(nlohmann_json 3 REQUIRED)
-target_sources(leafmail PRIVATE
-  lib/list/list_command.cpp
-  lib/list/listing.cpp
-  lib/list/queue_actions.cpp
+# leafmail-list's library part: listing, JSON, queue actions and the command.
+set(leafmail_list_sources
+  ${CMAKE_CURRENT_LIST_DIR}/list_command.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/listing.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/queue_actions.cpp
 )
-target_link_libraries(leafmail PRIVATE nlohmann_json::nlohmann_json)

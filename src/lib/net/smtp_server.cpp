@@ -1,9 +1,10 @@
 #include "leafmail/net/smtp_server.hpp"
 
+#include "leafmail/intake/intake.hpp"
+
 #include "leafmail/log.hpp"
 #include "leafmail/smtp/replies.hpp"
 #include "leafmail/smtp/server_session.hpp"
-#include "leafmail/trace.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -39,12 +40,12 @@ std::string session_label(std::uint64_t number)
     return text;
 }
 
+// The intake's one errno table, in SMTP terms (452 or 451).
 smtp::store_error classify(const std::system_error& e)
 {
-    const int code = e.code().value();
-    if (code == ENOSPC || code == EDQUOT || code == EFBIG)
-        return smtp::store_error::insufficient_storage;
-    return smtp::store_error::local_error;
+    return intake::classify(e).what == intake::outcome::insufficient_storage
+               ? smtp::store_error::insufficient_storage
+               : smtp::store_error::local_error;
 }
 
 std::string address_text(const tcp::endpoint& endpoint)
@@ -156,9 +157,9 @@ template <class Stream> struct smtp_server::session_io {
     std::string out;
 
     // The message being received.
-    std::optional<spool::entry_writer> writer;
+    std::optional<intake::new_entry> writer;
     std::optional<smtp::store_error> failure;
-    spool::envelope pending;
+    spool::envelope pending; // what was committed last, for the log line
     std::size_t messages = 0;
 
     void note_failure(smtp::store_error why, const std::string& what)
@@ -176,29 +177,18 @@ template <class Stream> struct smtp_server::session_io {
     {
         failure.reset();
         const auto& t = core.current_transaction();
-        pending = {};
-        pending.origin = "smtp";
-        pending.client_address = peer;
-        pending.helo_name = core.client_helo();
-        pending.reverse_path = t.reverse_path;
-        for (const auto& address : t.recipients)
-            pending.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
+        // A local submission (sendmail -bs) names its submitter like every local one.
+        intake::source from = server.local_submitter_.value_or(intake::source{});
+        from.helo = core.client_helo();
+        if (!server.local_submitter_) {
+            from.client_address = peer;
+            from.is_esmtp = core.is_esmtp();
+        }
         try {
-            if (server.spool_.free_bytes() < server.settings_.receiver.min_free_space) {
-                note_failure(smtp::store_error::insufficient_storage,
-                             "free space below min-free-space");
-                return;
-            }
-            writer.emplace(server.spool_.create_entry());
-            received_fields trace;
-            trace.helo = core.client_helo();
-            trace.client_address = peer;
-            trace.hostname = server.settings_.hostname;
-            trace.protocol = core.is_esmtp() ? "ESMTP" : "SMTP";
-            trace.queue_id = writer->id();
-            trace.recipient = t.recipients.size() == 1 ? t.recipients.front() : std::string();
-            trace.when = std::time(nullptr);
-            writer->write(received_header(trace));
+            writer.emplace(intake::begin_entry(
+                *server.spool_,
+                {server.settings_.hostname, server.settings_.receiver.min_free_space}, from,
+                t.reverse_path, t.recipients, std::time(nullptr)));
         } catch (const std::system_error& e) {
             note_failure(classify(e), e.what());
         }
@@ -227,7 +217,7 @@ template <class Stream> struct smtp_server::session_io {
             co_await asio::co_spawn(
                 server.fsync_pool_,
                 [this]() -> awaitable<void> {
-                    writer->commit(pending);
+                    writer->commit();
                     co_return;
                 },
                 use_awaitable);
@@ -241,6 +231,7 @@ template <class Stream> struct smtp_server::session_io {
             co_return core.store_failed(*failure);
         }
         const auto size = writer->content_size();
+        pending = std::move(writer->envelope());
         writer.reset();
         ++messages;
         log::info(log::fields({{"event", "accepted"},
@@ -296,9 +287,9 @@ template <class Stream> struct smtp_server::session_io {
     }
 };
 
-smtp_server::smtp_server(asio::io_context& io, const config& settings, spool::spool& spool)
-    : io_(io), settings_(settings), spool_(spool), fsync_pool_(settings.receiver.fsync_workers),
-      sweep_timer_(io), grace_timer_(io)
+smtp_server::smtp_server(asio::io_context& io, const config& settings)
+    : io_(io), settings_(settings), fsync_pool_(settings.receiver.fsync_workers), sweep_timer_(io),
+      grace_timer_(io)
 {
 }
 
@@ -341,8 +332,9 @@ std::vector<tcp::endpoint> smtp_server::local_endpoints() const
     return out;
 }
 
-void smtp_server::start()
+void smtp_server::start(spool::spool& spool)
 {
+    spool_ = &spool;
     for (auto& acceptor : acceptors_) {
         log::info(log::fields(
             {{"event", "listening"}, {"address", endpoint_text(acceptor.local_endpoint())}}));
@@ -376,8 +368,11 @@ awaitable<void> smtp_server::accept_loop(tcp::acceptor& acceptor)
     }
 }
 
-void smtp_server::serve_inetd(int input_fd, int output_fd)
+void smtp_server::serve_inetd(spool::spool& spool, int input_fd, int output_fd,
+                              std::optional<intake::source> local_submitter)
 {
+    spool_ = &spool;
+    local_submitter_ = std::move(local_submitter);
     inetd_ = true;
     std::string peer = "local";
     sockaddr_storage address{};

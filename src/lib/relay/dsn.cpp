@@ -1,5 +1,7 @@
 #include "leafmail/relay/dsn.hpp"
 
+#include "leafmail/trace.hpp"
+
 #include <arpa/inet.h>
 #include <ctime>
 
@@ -45,21 +47,6 @@ std::string status_of(const smtp::reply& why)
     if (why.code >= 200 && why.code <= 599)
         return std::to_string(why.code / 100) + ".0.0";
     return "5.0.0";
-}
-
-std::string rfc5322_date(std::int64_t unix_seconds)
-{
-    std::time_t t = static_cast<std::time_t>(unix_seconds);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    static constexpr const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-                  tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                  tm.tm_sec);
-    return buffer;
 }
 
 std::string header_section(std::string_view content, std::size_t max_bytes)
@@ -133,7 +120,7 @@ std::string make_dsn(const dsn_request& r)
     m += "Content-Type: message/delivery-status" + crlf + crlf;
     m += "Reporting-MTA: dns; " + r.reporting_host + crlf;
     m += "X-Leafmail-Queue-ID: " + r.queue_id + crlf;
-    m += "Arrival-Date: " + rfc5322_date(r.arrival_date) + crlf;
+    m += "Arrival-Date: " + rfc5322_date(static_cast<std::time_t>(r.arrival_date)) + crlf;
     for (const auto& f : r.recipients) {
         m += crlf;
         m += "Final-Recipient: rfc822; " + f.address + crlf;

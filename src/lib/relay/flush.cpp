@@ -3,6 +3,7 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/net/relay_connection.hpp"
+#include "leafmail/privileges.hpp"
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/queue_relay.hpp"
 #include "leafmail/relay/relay_settings.hpp"
@@ -71,6 +72,7 @@ flush_summary run_flush(const config& settings, const flush_options& options)
         log::warning(log::fields({{"event", "helo-not-qualified"},
                                   {"helo", settings.relay.helo},
                                   {"hint", "set hostname, domain or helo to a dotted name"}}));
+    become_spool_owner(settings.spool, settings.receiver.user); // root never works in it
     spool::spool spool(settings.spool, false);
     if (options.dry_run) {
         dry_run(spool, settings, now(), summary);

@@ -4,6 +4,7 @@
 #include "leafmail/log.hpp"
 #include "leafmail/relay/flush.hpp"
 #include "leafmail/relay/relay_settings.hpp"
+#include "leafmail/spool/spool.hpp"
 #include "leafmail/watch/watcher.hpp"
 
 #include <boost/program_options.hpp>
@@ -35,7 +36,12 @@ program flush_program()
     p.log = log::destination::stderr_stream;
     // The spool is unusable (missing, permissions, disk): nothing more was relayed, and
     // whatever was is recorded; a later run can go on.
-    p.status_of_system_error = [](const std::system_error&) { return exit_status::temp_fail; };
+    // A missing spool is set up by its administrator (the message says how): 78, not 75,
+    // or cron would keep quiet while no mail leaves.
+    p.status_of_system_error = [](const std::system_error& e) {
+        return dynamic_cast<const spool::missing_spool*>(&e) ? exit_status::config
+                                                             : exit_status::temp_fail;
+    };
     return p;
 }
 

@@ -1,5 +1,7 @@
 #include "leafmail/relay/queue_relay.hpp"
 
+#include "leafmail/intake/intake.hpp"
+
 #include "leafmail/log.hpp"
 #include "leafmail/relay/delivery.hpp"
 #include "leafmail/relay/seven_bit_content.hpp"
@@ -409,7 +411,12 @@ void queue_relay::bounce(const std::string& id, const spool::envelope& original,
     } catch (const std::exception& e) {
         log::warning(log::fields({{"event", "bounce-headers"}, {"id", id}, {"error", e.what()}}));
     }
-    spool::entry_writer writer = spool_.create_entry();
+    intake::source from;
+    from.from = intake::origin::dsn;
+    // RFC 5321 section 4.5.5: notifications use the null reverse-path.
+    intake::new_entry writer =
+        intake::begin_entry(spool_, {options_.reporting_host, 0}, from, "", {original.reverse_path},
+                            static_cast<std::time_t>(now));
     dsn_request request;
     request.reporting_host = options_.reporting_host;
     request.remote_host = remote_host;
@@ -424,16 +431,9 @@ void queue_relay::bounce(const std::string& id, const spool::envelope& original,
         request.will_retry_until = original.queued_at + options_.max_queue_age.count();
     request.original_headers = header_section(start, max_bounced_headers);
     writer.write(make_dsn(request));
-    spool::envelope env;
-    env.queued_at = now;
-    env.origin = "dsn";
-    env.reverse_path = ""; // RFC 5321 section 4.5.5: notifications use the null path
-    spool::recipient to;
-    to.address = original.reverse_path;
-    env.recipients.push_back(std::move(to));
-    env.is_bounce = 1;
+    writer.envelope().is_bounce = 1;
     const std::string bounce_id = writer.id();
-    writer.commit(std::move(env));
+    writer.commit();
     if (!delayed)
         ++bounces_; // delay notices are counted by warn_delayed_entries()
     log::info(log::fields({{"event", delayed ? "delay-notice" : "bounce"},

@@ -1,17 +1,12 @@
-# Sources of leafmail-flush's library part: the pure SMTP client core (include/leafmail/smtp/),
-# its transport (include/leafmail/net/relay_*, tls_*) and the flush logic (include/leafmail/relay/).
-target_sources(leafmail PRIVATE
-  lib/smtp/reply_parser.cpp
-  lib/smtp/dot_stuffer.cpp
-  lib/smtp/client_session.cpp
-  lib/net/tls_context.cpp
-  lib/net/relay_connection.cpp
-  lib/relay/credentials.cpp
-  lib/relay/delivery.cpp
-  lib/relay/dsn.cpp
-  lib/relay/flush.cpp
-  lib/relay/flush_command.cpp
-  lib/relay/queue_relay.cpp
-  lib/relay/relay_settings.cpp
-  lib/relay/seven_bit_content.cpp
+# Sources of the relay (include/leafmail/relay/): settings, queue side, delivery states,
+# notifications and leafmail-flush's command.
+set(leafmail_relay_sources
+  ${CMAKE_CURRENT_LIST_DIR}/credentials.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/delivery.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/dsn.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/flush.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/flush_command.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/queue_relay.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/relay_settings.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/seven_bit_content.cpp
 )

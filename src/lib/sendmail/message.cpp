@@ -1,5 +1,7 @@
 #include "leafmail/sendmail/message.hpp"
 
+#include "leafmail/smtp/command.hpp"
+#include "leafmail/text.hpp"
 #include "leafmail/trace.hpp"
 
 #include <algorithm>
@@ -23,13 +25,7 @@ std::string_view trim(std::string_view s)
     return s;
 }
 
-bool iequals(std::string_view a, std::string_view b)
-{
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
+using text::iequals;
 
 // RFC 5322 section 2.2 field name: printable US-ASCII except ':', then ':' (RFC 5322 4.5.1,
 // obsolete syntax, also allows blanks before the colon). Returns the name length, 0 if none.
@@ -54,33 +50,6 @@ bool is_phrase_safe(std::string_view name)
         return std::isalnum(static_cast<unsigned char>(c)) ||
                specials.find(c) != std::string_view::npos;
     });
-}
-
-std::string base64(std::string_view bytes)
-{
-    static constexpr char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    std::size_t i = 0;
-    for (; i + 2 < bytes.size(); i += 3) {
-        const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                           (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                           static_cast<unsigned char>(bytes[i + 2]);
-        out += alphabet[(v >> 18) & 63];
-        out += alphabet[(v >> 12) & 63];
-        out += alphabet[(v >> 6) & 63];
-        out += alphabet[v & 63];
-    }
-    if (i < bytes.size()) {
-        unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
-        if (i + 1 < bytes.size())
-            v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-        out += alphabet[(v >> 18) & 63];
-        out += alphabet[(v >> 12) & 63];
-        out += i + 1 < bytes.size() ? alphabet[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    return out;
 }
 
 } // namespace
@@ -355,32 +324,13 @@ std::vector<std::string> parse_address_list(std::string_view text)
 
 bool is_acceptable_address(std::string_view address)
 {
-    if (address.empty() || address.size() > 254)
-        return false;
-    bool quoted = false;
-    for (std::size_t i = 0; i < address.size(); ++i) {
-        const auto c = static_cast<unsigned char>(address[i]);
-        if (c < 32 || c >= 127) // controls; 8-bit would need SMTPUTF8 at the smarthost
-            return false;
-        if (c == '"') {
-            quoted = !quoted;
-        } else if (quoted && c == '\\') {
-            if (i + 1 < address.size() && static_cast<unsigned char>(address[i + 1]) < 32)
-                return false;
-            ++i;
-        } else if (c == '<' || c == '>') {
-            // Never inside the envelope's angle brackets, not even quoted: RCPT TO:<a">"@b>
-            // is where a sloppy receiver would end the path.
-            return false;
-        } else if (!quoted && (c == ' ' || c == '(' || c == ')' || c == ',' || c == ';')) {
-            return false;
-        }
-    }
-    if (quoted)
-        return false;
-    // A local name ("root") is qualified later; an address with an '@' needs a domain.
-    const auto at = address.rfind('@');
-    return at == std::string_view::npos || (at > 0 && at + 1 < address.size());
+    // The grammar leafmaild applies to MAIL and RCPT (RFC 5321 section 4.1.2): what one
+    // accepts, the other accepts. It admits no controls, no 8-bit octets (they would need
+    // SMTPUTF8 at the smarthost) and no blanks or brackets outside a quoted local part.
+    // A local name ("root") is qualified with the domain later.
+    if (address.find('@') == std::string_view::npos)
+        return smtp::is_valid_local_part(address);
+    return smtp::is_valid_mailbox(address);
 }
 
 std::string qualify(std::string_view address, std::string_view domain)
@@ -403,7 +353,7 @@ std::string format_mailbox(std::string_view full_name, std::string_view address)
                                       [](char c) { return static_cast<unsigned char>(c) < 128; });
     std::string shown;
     if (!is_ascii) {
-        shown = "=?UTF-8?B?" + base64(name) + "?="; // RFC 2047 encoded-word
+        shown = "=?UTF-8?B?" + text::base64_encode(name) + "?="; // RFC 2047 encoded-word
     } else if (is_phrase_safe(name)) {
         shown = name;
     } else {

@@ -1,6 +1,6 @@
 # leafmail-sendmail's library part: argument parsing, message fixing, submission.
-target_sources(leafmail PRIVATE
-  lib/sendmail/message.cpp
-  lib/sendmail/sendmail_args.cpp
-  lib/sendmail/submit.cpp
+set(leafmail_sendmail_sources
+  ${CMAKE_CURRENT_LIST_DIR}/message.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/sendmail_args.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/submit.cpp
 )

@@ -1,8 +1,10 @@
 #include "leafmail/sendmail/submit.hpp"
 
 #include "leafmail/exit_status.hpp"
+#include "leafmail/intake/intake.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/net/smtp_server.hpp"
+#include "leafmail/privileges.hpp"
 #include "leafmail/sendmail/message.hpp"
 #include "leafmail/trace.hpp"
 
@@ -87,24 +89,7 @@ submitter current_submitter()
 
 int exit_status_for(const std::system_error& error)
 {
-    const int code = error.code().value();
-    if (error.code().category() != std::generic_category() &&
-        error.code().category() != std::system_category())
-        return exit_status::cant_create;
-    switch (code) {
-    case ENOSPC:
-    case EDQUOT:
-    case ENFILE:
-    case EMFILE:
-        return exit_status::temp_fail;
-    case EACCES:
-    case EPERM:
-        return exit_status::no_permission;
-    case EIO:
-        return exit_status::io_error;
-    default:
-        return exit_status::cant_create;
-    }
+    return intake::classify(error).exit_status; // the same table as leafmaild's 451/452
 }
 
 submission_result submit_message(spool::spool& spool, const config& settings,
@@ -115,9 +100,8 @@ submission_result submit_message(spool::spool& spool, const config& settings,
     header_splitter header(max_submitted_header_size);
     std::string normalized;
     std::string body;
-    std::optional<spool::entry_writer> writer;
+    std::optional<intake::new_entry> writer;
     submission_result result;
-    spool::envelope env;
 
     auto start_entry = [&] {
         submission_fix fix;
@@ -141,30 +125,21 @@ submission_result submit_message(spool::spool& spool, const config& settings,
                 "too many recipients: " + std::to_string(result.recipients.size()) +
                     " (max-recipients is " + std::to_string(settings.receiver.max_recipients) +
                     ")");
-        if (spool.free_bytes() < settings.receiver.min_free_space)
-            throw submission_error(
-                exit_status::temp_fail,
-                "the spool is full (free space below min-free-space); try again later");
-        writer.emplace(spool.create_entry());
+        try {
+            writer.emplace(
+                intake::begin_entry(spool, {settings.hostname, settings.receiver.min_free_space},
+                                    intake::local_source(who.uid, who.login), result.reverse_path,
+                                    result.recipients, now));
+        } catch (const std::system_error& e) {
+            if (e.code() == std::errc::no_space_on_device)
+                throw submission_error(exit_status::temp_fail, std::string("the spool is full (") +
+                                                                   e.what() + "); try again later");
+            throw;
+        }
         fix.message_id = "<" + writer->id() + "@" + settings.hostname + ">";
         const fixed_header fixed = fix_header(header.fields(), fix);
-
-        received_fields trace;
-        trace.local_user = who.login;
-        trace.hostname = settings.hostname;
-        trace.protocol = "local";
-        trace.queue_id = writer->id();
-        trace.recipient = result.recipients.size() == 1 ? result.recipients.front() : std::string();
-        trace.when = now;
-        writer->write(received_header(trace));
         writer->write(fixed.text);
         writer->write("\r\n"); // the empty line between header and body
-
-        env.origin = "sendmail";
-        env.client_address = "uid=" + std::to_string(who.uid);
-        env.reverse_path = result.reverse_path;
-        for (const auto& address : result.recipients)
-            env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
     };
     auto write_body = [&] {
         if (!writer || body.empty())
@@ -213,7 +188,7 @@ submission_result submit_message(spool::spool& spool, const config& settings,
             start_entry();
         write_body();
         result.size = writer->content_size();
-        writer->commit(env); // durable (fsync, rename, directory fsync) before we return
+        writer->commit(); // durable (fsync, rename, directory fsync) before we return
         result.id = writer->id();
         return result;
     } catch (const std::system_error& e) {
@@ -235,33 +210,15 @@ void drop_setgid_privilege()
 
 config load_submission_config(const std::string& named_file)
 {
+    // Only root's configuration is trusted with the spool's group. A caller other than root
+    // who names a file of their own gives the group up before it is read, and can then write
+    // only where they could without us (a file's owner and mode prove nothing: procfs shows
+    // root-owned files whose content the caller chose, such as /proc/self/cmdline).
     if (named_file.empty())
         return load_config_file(default_config_path, false);
-    if (!has_setgid_privilege())
-        return load_config_file(named_file, true);
-    // Open once and judge the file we opened, so a path swapped in between cannot fool us.
-    const int fd = ::open(named_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    struct stat st {};
-    const bool trusted = fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                         st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
-    if (!trusted) {
-        if (fd >= 0)
-            ::close(fd);
+    if (named_file != default_config_path && ::getuid() != 0 && has_setgid_privilege())
         drop_setgid_privilege();
-        return load_config_file(named_file, true);
-    }
-    const std::string proc_path = "/proc/self/fd/" + std::to_string(fd);
-    try {
-        config settings = load_config_file(proc_path, true);
-        ::close(fd);
-        return settings;
-    } catch (const config_error& e) {
-        ::close(fd);
-        std::string message = e.what();
-        if (const auto at = message.find(proc_path); at != std::string::npos)
-            message.replace(at, proc_path.size(), named_file);
-        throw config_error(message);
-    }
+    return load_config_file(named_file, true);
 }
 
 fs::path sibling_program(const std::string& name)
@@ -296,12 +253,13 @@ int exec_sibling(const std::string& program, const sendmail_options& options)
     return exit_status::unavailable;
 }
 
-int serve_smtp_session(spool::spool& spool, const config& settings)
+int serve_smtp_session(spool::spool& spool, const config& settings, const submitter& who)
 {
     log::open("leafmail-sendmail", log::destination::syslog);
     net::asio::io_context io(1);
-    net::smtp_server server(io, settings, spool);
-    server.serve_inetd(STDIN_FILENO, STDOUT_FILENO);
+    net::smtp_server server(io, settings);
+    server.serve_inetd(spool, STDIN_FILENO, STDOUT_FILENO,
+                       intake::local_source(who.uid, who.login));
     io.run();
     return exit_status::ok;
 }
@@ -353,12 +311,16 @@ int run_sendmail(int argc, char* argv[])
         throw program_error(exit_status::os_error, e.what());
     }
 
-    spool::spool spool(settings.spool);
+    // Who submits is the real uid, read before root (if it is root) becomes the owner.
+    const submitter who = current_submitter();
+    become_spool_owner(settings.spool, settings.receiver.user); // a foreign spool: 78
+    // Never created here: a missing spool is the administrator's to set up, not the first
+    // user's who runs the setgid injector.
+    spool::spool spool(settings.spool, false);
     if (options.mode == sendmail_mode::smtp_session)
-        return serve_smtp_session(spool, settings);
+        return serve_smtp_session(spool, settings, who);
 
     log::open("leafmail-sendmail", log::destination::syslog);
-    const submitter who = current_submitter();
     const auto result =
         submit_message(spool, settings, options, who, STDIN_FILENO, std::time(nullptr));
     log::info(log::fields({{"event", "accepted"},

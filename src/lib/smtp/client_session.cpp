@@ -1,5 +1,7 @@
 #include "leafmail/smtp/client_session.hpp"
 
+#include "leafmail/text.hpp"
+
 #include <algorithm>
 #include <cassert>
 #include <charconv>
@@ -10,35 +12,7 @@ namespace {
 
 constexpr std::string_view masked = "********";
 
-std::string base64_encode(std::string_view in)
-{
-    static constexpr char table[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        unsigned v =
-            (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8 | (unsigned char)in[i + 2];
-        out += table[v >> 18 & 63];
-        out += table[v >> 12 & 63];
-        out += table[v >> 6 & 63];
-        out += table[v & 63];
-    }
-    if (i + 1 == in.size()) {
-        unsigned v = (unsigned char)in[i] << 16;
-        out += table[v >> 18 & 63];
-        out += table[v >> 12 & 63];
-        out += "==";
-    } else if (i + 2 == in.size()) {
-        unsigned v = (unsigned char)in[i] << 16 | (unsigned char)in[i + 1] << 8;
-        out += table[v >> 18 & 63];
-        out += table[v >> 12 & 63];
-        out += table[v >> 6 & 63];
-        out += '=';
-    }
-    return out;
-}
+using text::base64_encode;
 
 std::optional<std::string> base64_decode(std::string_view in)
 {

@@ -1,5 +1,7 @@
 #include "leafmail/smtp/command.hpp"
 
+#include "leafmail/text.hpp"
+
 #include <array>
 #include <limits>
 #include <utility>
@@ -16,10 +18,6 @@ constexpr std::array<std::pair<std::string_view, verb>, 20> verbs{{
 }};
 
 // Locale-free ASCII helpers: peer bytes above 127 must never be case-folded by a locale.
-constexpr char to_upper(char c)
-{
-    return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c;
-}
 constexpr bool is_alpha(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -33,15 +31,7 @@ constexpr bool is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
-bool iequals(std::string_view a, std::string_view b)
-{
-    if (a.size() != b.size())
-        return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (to_upper(a[i]) != to_upper(b[i]))
-            return false;
-    return true;
-}
+using text::iequals;
 
 bool istarts_with(std::string_view text, std::string_view prefix)
 {
@@ -197,6 +187,29 @@ std::variant<parsed_path, argument_error> parse_path(std::string_view text, path
         return argument_error::bad_address;
     return parsed_path{std::move(address), text.substr(in.position())};
 }
+
+} // namespace
+
+bool is_valid_mailbox(std::string_view address)
+{
+    // "<" address ">" must fit in max_path_length.
+    if (address.size() + 2 > max_path_length)
+        return false;
+    path_reader in{address};
+    if (!in.local_part() || !in.accept('@'))
+        return false;
+    if (!(in.peek() == '[' ? in.address_literal() : in.domain()))
+        return false;
+    return in.at_end();
+}
+
+bool is_valid_local_part(std::string_view text)
+{
+    path_reader in{text};
+    return in.local_part() && in.at_end();
+}
+
+namespace {
 
 struct parameter {
     std::string_view keyword;

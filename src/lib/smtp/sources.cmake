@@ -1,7 +1,10 @@
-# Sources of the pure SMTP core (include/leafmail/smtp/): explicit list, one file per line.
-target_sources(leafmail PRIVATE
-  lib/smtp/reply.cpp
-  lib/smtp/replies.cpp
-  lib/smtp/command.cpp
-  lib/smtp/server_session.cpp
+# Sources of the pure SMTP core (include/leafmail/smtp/), server and client side.
+set(leafmail_smtp_sources
+  ${CMAKE_CURRENT_LIST_DIR}/client_session.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/command.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/dot_stuffer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/replies.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/reply.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/reply_parser.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/server_session.cpp
 )

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <istream>
 #include <sstream>
+#include <utility>
 
 // A new field is appended behind `if (version >= N)` together with a BOOST_CLASS_VERSION bump,
 // a golden file in spool-format/ and a row in its version table. The recipient is still at 1.
@@ -76,9 +77,12 @@ public:
     void load_override(boost::serialization::collection_size_type& count)
     {
         text_iarchive_impl::load_override(count);
+        // Read through a const reference: collection_size_type converts to its base type both
+        // by value (const) and by reference, and only the const one is unambiguous.
+        const std::size_t declared = std::as_const(count);
         // Each element takes at least two octets of text (a digit and a separator).
-        if (count > remaining() / 2)
-            throw corrupt_entry("envelope declares " + std::to_string(std::size_t(count)) +
+        if (declared > remaining() / 2)
+            throw corrupt_entry("envelope declares " + std::to_string(declared) +
                                 " elements, more than the rest of the archive can hold");
     }
 

@@ -1,5 +1,6 @@
-target_sources(leafmail PRIVATE
-  lib/spool/envelope.cpp
-  lib/spool/queue_id.cpp
-  lib/spool/spool.cpp
+# Sources of the spool (include/leafmail/spool/): the only code that touches spool files.
+set(leafmail_spool_sources
+  ${CMAKE_CURRENT_LIST_DIR}/envelope.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/queue_id.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/spool.cpp
 )

@@ -1,8 +1,10 @@
 #include "leafmail/spool/spool.hpp"
 
+#include "leafmail/log.hpp"
 #include "leafmail/spool/queue_id.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
@@ -14,6 +16,7 @@
 #include <thread>
 #include <utility>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/file.h>
@@ -37,8 +40,14 @@ constexpr std::size_t footer_size = 32;
 constexpr std::size_t max_envelope_size = 16 * 1024 * 1024;
 constexpr std::size_t write_buffer_size = 64 * 1024;
 constexpr std::string_view state_suffix = ".env";
-constexpr mode_t directory_mode = 0770; // group-writable: see the install model in README.md
+constexpr const char* tmp_name = "tmp";
+constexpr const char* flush_lock_name = "flush.lock";
+// Group-writable and setgid, so what the setgid injector and the owner write keeps the
+// spool's group (see the install model in README.md). Set by fchmod, never left to the umask.
+constexpr mode_t directory_mode = 02770;
 constexpr mode_t file_mode = 0640;
+// Every open inside the spool: a symlink is never followed (ELOOP) and a FIFO never blocks.
+constexpr int no_follow = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
 
 [[noreturn]] void throw_errno(int error, const std::string& what)
 {
@@ -53,14 +62,14 @@ std::string make_footer(std::uint64_t envelope_offset)
     return std::string(text, footer_size);
 }
 
-void write_all(int fd, std::string_view bytes, const fs::path& path)
+void write_all(int fd, std::string_view bytes, const std::string& path)
 {
     while (!bytes.empty()) {
         const ssize_t n = ::write(fd, bytes.data(), bytes.size());
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            throw_errno(errno, "cannot write " + path.string());
+            throw_errno(errno, "cannot write " + path);
         }
         bytes.remove_prefix(static_cast<std::size_t>(n));
     }
@@ -97,7 +106,8 @@ struct fd_guard {
 
 bool is_unreadable_error(int error)
 {
-    return error == EACCES || error == EPERM || error == EISDIR || error == ELOOP || error == EIO;
+    return error == EACCES || error == EPERM || error == EISDIR || error == ELOOP || error == EIO ||
+           error == ENXIO || error == ENODEV;
 }
 
 // Where an entry's envelope sits: the footer must be ours and point inside the file.
@@ -120,54 +130,156 @@ std::uint64_t read_envelope_offset(int fd, std::uint64_t file_size, const std::s
     return offset;
 }
 
-std::uint64_t file_size_of(int fd, const std::string& path)
+// Content comes only from a descriptor that is a regular file: a directory, FIFO or device
+// named like an entry is a corrupt entry, not an I/O error that would stop a flush.
+std::uint64_t regular_file_size(int fd, const std::string& path)
 {
     struct stat st {};
     if (::fstat(fd, &st) != 0)
         throw_errno(errno, "cannot stat " + path);
+    if (!S_ISREG(st.st_mode))
+        throw corrupt_entry(path + ": not a regular file");
     return static_cast<std::uint64_t>(st.st_size);
 }
 
-// Renames without replacing: two entries can never end up sharing a name.
-int rename_no_replace(const fs::path& from, const fs::path& to)
+// Opens a spool file for reading; -1 with errno set on failure.
+int open_readable(int dir, const std::string& name)
 {
-    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0)
+    return ::openat(dir, name.c_str(), O_RDONLY | no_follow);
+}
+
+// Renames without replacing: two entries can never end up sharing a name.
+int rename_no_replace(int from_dir, const std::string& from, int to_dir, const std::string& to)
+{
+    if (::renameat2(from_dir, from.c_str(), to_dir, to.c_str(), RENAME_NOREPLACE) == 0)
         return 0;
     if (errno != EINVAL && errno != ENOSYS)
         return errno;
     // A filesystem without RENAME_NOREPLACE: ids are unique by construction, so a plain
     // rename is still safe.
-    return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+    return ::renameat(from_dir, from.c_str(), to_dir, to.c_str()) == 0 ? 0 : errno;
 }
 
-void write_durable_file(const fs::path& tmp_path, std::string_view bytes)
+bool exists_in(int dir, const std::string& name)
 {
-    fd_guard file{::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, file_mode)};
-    if (file.fd < 0)
-        throw_errno(errno, "cannot create " + tmp_path.string());
-    try {
-        ::flock(file.fd, LOCK_EX); // recover() leaves files alone while a writer holds them
-        write_all(file.fd, bytes, tmp_path);
-        if (::fdatasync(file.fd) != 0)
-            throw_errno(errno, "cannot fsync " + tmp_path.string());
-    } catch (...) {
-        ::unlink(tmp_path.c_str());
-        throw;
+    struct stat st {};
+    return ::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+const char* kind_of(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "directory";
+    if (S_ISLNK(mode))
+        return "symlink";
+    if (S_ISFIFO(mode))
+        return "fifo";
+    if (S_ISSOCK(mode))
+        return "socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "device";
+    return "file";
+}
+
+const char* kind_of_dirent(unsigned char type)
+{
+    switch (type) {
+    case DT_DIR:
+        return "directory";
+    case DT_LNK:
+        return "symlink";
+    case DT_FIFO:
+        return "fifo";
+    case DT_SOCK:
+        return "socket";
+    case DT_CHR:
+    case DT_BLK:
+        return "device";
+    default:
+        return "file";
     }
 }
 
+// Opens (creating it when asked and missing) one directory of the tree below `parent`.
+// A directory we create gets its mode by fchmod on the descriptor, never from the umask.
+int open_directory(int parent, const char* name, bool create, const std::string& label)
+{
+    bool created = false;
+    if (create) {
+        if (::mkdirat(parent, name, 0700) == 0)
+            created = true;
+        else if (errno != EEXIST)
+            throw_errno(errno, "cannot create spool directory " + label);
+    }
+    const int fd = ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            throw_errno(ENOTDIR, "cannot use spool directory " + label + " (a symlink)");
+        throw_errno(errno, "cannot use spool directory " + label);
+    }
+    if (created && ::fchmod(fd, directory_mode) != 0) {
+        const int error = errno;
+        ::close(fd);
+        throw_errno(error, "cannot set the mode of " + label);
+    }
+    return fd;
+}
+
+// Names from a hostile directory go into log lines and messages: printable ASCII only.
+std::string printable(std::string_view name)
+{
+    std::string out;
+    for (char c : name.substr(0, 200)) {
+        const auto u = static_cast<unsigned char>(c);
+        out += u >= 0x20 && u < 0x7f ? c : '?';
+    }
+    return out;
+}
+
 } // namespace
+
+// The spool's directories, opened once when the spool is: whatever is renamed or swapped
+// later under the root, every operation stays inside these directories.
+struct spool_directories {
+    int root = -1;
+    int tmp = -1;
+    int areas[std::size(all_areas)] = {-1, -1, -1, -1};
+    std::string root_label; // the root's path, for messages only
+
+    spool_directories() = default;
+    spool_directories(const spool_directories&) = delete;
+    spool_directories& operator=(const spool_directories&) = delete;
+    ~spool_directories()
+    {
+        for (int fd : areas)
+            if (fd >= 0)
+                ::close(fd);
+        if (tmp >= 0)
+            ::close(tmp);
+        if (root >= 0)
+            ::close(root);
+    }
+    [[nodiscard]] int area_fd(area where) const { return areas[static_cast<std::size_t>(where)]; }
+};
+
+missing_spool::missing_spool(const fs::path& root)
+    : std::system_error(ENOENT, std::generic_category(),
+                        "no spool at " + root.string() +
+                            " (leafmaild creates it when it starts as its owner; as root, run "
+                            "leafmaild --setup-spool)")
+{
+}
 
 // Group commit of a directory's fsync: a caller that renamed a file into the directory waits
 // for an fsync that *started* after its rename; one fsync covers every rename before it, so
 // concurrent committers share them instead of queueing one fsync each.
 class directory_syncer {
 public:
-    explicit directory_syncer(fs::path dir) : path_(std::move(dir))
+    directory_syncer(int dir_fd, std::string label) : label_(std::move(label))
     {
-        fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd_ = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
         if (fd_ < 0)
-            throw_errno(errno, "cannot open directory " + path_.string());
+            throw_errno(errno, "cannot open directory " + label_);
     }
     ~directory_syncer() { ::close(fd_); }
     directory_syncer(const directory_syncer&) = delete;
@@ -191,13 +303,13 @@ public:
             in_progress_ = false;
             done_.notify_all();
             if (rc != 0) // waiters not covered retry with their own fsync
-                throw_errno(error, "cannot fsync directory " + path_.string());
+                throw_errno(error, "cannot fsync directory " + label_);
             completed_ = std::max(completed_, covers);
         }
     }
 
 private:
-    fs::path path_;
+    std::string label_;
     int fd_ = -1;
     std::mutex mutex_;
     std::condition_variable done_;
@@ -231,16 +343,16 @@ std::optional<area> area_from_string(std::string_view name)
 
 // ---------------------------------------------------------------------------- entry_writer
 
-entry_writer::entry_writer(fs::path tmp_dir, fs::path queue_dir, std::string id, int fd,
+entry_writer::entry_writer(std::shared_ptr<const spool_directories> dirs, std::string id, int fd,
                            std::shared_ptr<directory_syncer> syncer)
-    : tmp_path_(tmp_dir / id), final_path_(queue_dir / id), id_(std::move(id)), fd_(fd),
-      syncer_(std::move(syncer))
+    : dirs_(std::move(dirs)), tmp_label_(dirs_->root_label + "/tmp/" + id), id_(std::move(id)),
+      fd_(fd), syncer_(std::move(syncer))
 {
     buffer_.reserve(write_buffer_size);
 }
 
 entry_writer::entry_writer(entry_writer&& other) noexcept
-    : tmp_path_(std::move(other.tmp_path_)), final_path_(std::move(other.final_path_)),
+    : dirs_(std::move(other.dirs_)), tmp_label_(std::move(other.tmp_label_)),
       id_(std::move(other.id_)), fd_(std::exchange(other.fd_, -1)),
       syncer_(std::move(other.syncer_)), buffer_(std::move(other.buffer_)),
       content_size_(other.content_size_), has_8bit_(other.has_8bit_)
@@ -251,8 +363,8 @@ entry_writer& entry_writer::operator=(entry_writer&& other) noexcept
 {
     if (this != &other) {
         abort();
-        tmp_path_ = std::move(other.tmp_path_);
-        final_path_ = std::move(other.final_path_);
+        dirs_ = std::move(other.dirs_);
+        tmp_label_ = std::move(other.tmp_label_);
         id_ = std::move(other.id_);
         fd_ = std::exchange(other.fd_, -1);
         syncer_ = std::move(other.syncer_);
@@ -279,7 +391,7 @@ void entry_writer::write(std::string_view bytes)
     if (buffer_.size() + bytes.size() > write_buffer_size) {
         flush_buffer();
         if (bytes.size() >= write_buffer_size) {
-            write_all(fd_, bytes, tmp_path_);
+            write_all(fd_, bytes, tmp_label_);
             return;
         }
     }
@@ -288,7 +400,7 @@ void entry_writer::write(std::string_view bytes)
 
 void entry_writer::flush_buffer()
 {
-    write_all(fd_, buffer_, tmp_path_);
+    write_all(fd_, buffer_, tmp_label_);
     buffer_.clear();
 }
 
@@ -301,6 +413,7 @@ void entry_writer::commit(envelope env)
     env.body_8bit = has_8bit_ ? 1 : 0;
     if (env.queued_at == 0)
         env.queued_at = static_cast<std::int64_t>(std::time(nullptr));
+    const int queue_fd = dirs_->area_fd(area::queue);
     try {
         buffer_.append(freeze(env));
         buffer_.append(make_footer(content_size_));
@@ -308,10 +421,9 @@ void entry_writer::commit(envelope env)
         // Order matters: the content must be on disk before its name appears in queue/, and
         // the name must be on disk before the client hears 250.
         if (::fdatasync(fd_) != 0)
-            throw_errno(errno, "cannot fsync " + tmp_path_.string());
-        if (const int error = rename_no_replace(tmp_path_, final_path_); error != 0)
-            throw_errno(error,
-                        "cannot rename " + tmp_path_.string() + " to " + final_path_.string());
+            throw_errno(errno, "cannot fsync " + tmp_label_);
+        if (const int error = rename_no_replace(dirs_->tmp, id_, queue_fd, id_); error != 0)
+            throw_errno(error, "cannot rename " + tmp_label_ + " into queue/");
     } catch (...) {
         abort();
         throw;
@@ -322,7 +434,7 @@ void entry_writer::commit(envelope env)
     } catch (...) {
         // Not known to be durable, so the client must not be told 250 and will send again;
         // take the entry back so it is not relayed twice.
-        ::unlink(final_path_.c_str());
+        ::unlinkat(queue_fd, id_.c_str(), 0);
         throw;
     }
 }
@@ -330,7 +442,7 @@ void entry_writer::commit(envelope env)
 void entry_writer::abort() noexcept
 {
     if (fd_ >= 0) {
-        ::unlink(tmp_path_.c_str());
+        ::unlinkat(dirs_->tmp, id_.c_str(), 0);
         ::close(std::exchange(fd_, -1));
     }
 }
@@ -400,33 +512,130 @@ file_lock::~file_lock()
         ::close(fd_); // closing the last descriptor releases the flock
 }
 
+// ----------------------------------------------------------------------------- set-up
+
+void set_up_spool(const fs::path& root, unsigned owner_uid, unsigned owner_gid)
+{
+    const auto uid = static_cast<uid_t>(owner_uid);
+    const auto gid = static_cast<gid_t>(owner_gid);
+    // Parents are the administrator's (root's): created with ordinary modes.
+    std::error_code ec;
+    if (root.has_parent_path())
+        fs::create_directories(root.parent_path(), ec);
+    // Takes one directory or file we hold a descriptor on (never a path that could be
+    // swapped): refused when someone else than root or the owner holds it.
+    auto take = [&](int fd, const std::string& label, mode_t mode) {
+        struct stat st {};
+        if (::fstat(fd, &st) != 0)
+            throw_errno(errno, "cannot stat " + label);
+        if (st.st_uid != uid && st.st_uid != 0)
+            throw foreign_spool(label + " belongs to uid " + std::to_string(st.st_uid) +
+                                ", not to the spool's owner (uid " + std::to_string(uid) +
+                                "); refusing to take it over");
+        if (!S_ISDIR(st.st_mode) && st.st_nlink != 1)
+            throw foreign_spool(label + " has other links; refusing to take it over");
+        if ((st.st_uid != uid || st.st_gid != gid) && ::fchown(fd, uid, gid) != 0)
+            throw_errno(errno, "cannot chown " + label);
+        // fchown clears the setgid bit: the mode comes after it.
+        if (::fchmod(fd, mode) != 0)
+            throw_errno(errno, "cannot set the mode of " + label);
+    };
+    if (::mkdir(root.c_str(), 0700) != 0 && errno != EEXIST)
+        throw_errno(errno, "cannot create spool directory " + root.string());
+    fd_guard root_fd{::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)};
+    if (root_fd.fd < 0)
+        throw_errno(errno, "cannot open spool directory " + root.string());
+    take(root_fd.fd, root.string(), directory_mode);
+    std::vector<std::string> names{tmp_name};
+    for (area a : all_areas)
+        names.emplace_back(to_string(a));
+    for (const auto& name : names) {
+        const std::string label = root.string() + "/" + name;
+        fd_guard dir{open_directory(root_fd.fd, name.c_str(), true, label)};
+        take(dir.fd, label, directory_mode);
+    }
+    const std::string lock_label = root.string() + "/" + flush_lock_name;
+    fd_guard lock{::openat(root_fd.fd, flush_lock_name, O_RDONLY | O_CREAT | no_follow, 0600)};
+    if (lock.fd < 0)
+        throw_errno(errno, "cannot create " + lock_label);
+    struct stat st {};
+    if (::fstat(lock.fd, &st) != 0 || !S_ISREG(st.st_mode))
+        throw foreign_spool(lock_label + " is not a regular file");
+    take(lock.fd, lock_label, file_mode);
+}
+
 // ----------------------------------------------------------------------------------- spool
 
-spool::spool(fs::path root, bool create) : root_(std::move(root))
+bool has_no_areas(const fs::path& root)
 {
-    std::vector<fs::path> dirs{root_, root_ / "tmp"};
+    fd_guard dir{::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+    if (dir.fd < 0)
+        return false;
+    if (exists_in(dir.fd, tmp_name))
+        return false;
     for (area a : all_areas)
-        dirs.push_back(root_ / to_string(a));
-    for (const auto& d : dirs) {
-        if (create && ::mkdir(d.c_str(), directory_mode) != 0 && errno != EEXIST)
-            throw_errno(errno, "cannot create spool directory " + d.string());
-        struct stat st {};
-        if (::stat(d.c_str(), &st) != 0)
-            throw_errno(errno, "cannot use spool directory " + d.string());
-        if (!S_ISDIR(st.st_mode))
-            throw_errno(ENOTDIR, "cannot use spool directory " + d.string());
+        if (exists_in(dir.fd, std::string(to_string(a))))
+            return false;
+    return true;
+}
+
+spool::spool(fs::path root, bool create)
+    : root_(std::move(root)), dirs_(std::make_shared<spool_directories>())
+{
+    dirs_->root_label = root_.string();
+    bool created_root = false;
+    if (create) {
+        std::error_code ec;
+        if (root_.has_parent_path())
+            fs::create_directories(root_.parent_path(), ec); // errors show at mkdir below
+        if (::mkdir(root_.c_str(), 0700) == 0)
+            created_root = true;
+        else if (errno != EEXIST)
+            throw_errno(errno, "cannot create spool directory " + root_.string());
+    }
+    // The root itself may be a symlink the administrator made; nothing below it may be.
+    dirs_->root = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirs_->root < 0) {
+        if (errno == ENOENT)
+            throw missing_spool(root_);
+        throw_errno(errno, "cannot use spool directory " + root_.string());
+    }
+    if (created_root && ::fchmod(dirs_->root, directory_mode) != 0)
+        throw_errno(errno, "cannot set the mode of " + root_.string());
+    dirs_->tmp = open_directory(dirs_->root, tmp_name, create, root_.string() + "/tmp");
+    for (area a : all_areas)
+        dirs_->areas[static_cast<std::size_t>(a)] =
+            open_directory(dirs_->root, std::string(to_string(a)).c_str(), create,
+                           root_.string() + "/" + std::string(to_string(a)));
+    if (create) {
+        // Made here, exclusively (O_EXCL never follows a symlink), so the flush need not.
+        const int lock =
+            ::openat(dirs_->root, flush_lock_name, O_RDONLY | O_CREAT | O_EXCL | no_follow, 0600);
+        if (lock >= 0) {
+            ::fchmod(lock, file_mode);
+            ::close(lock);
+        }
     }
     for (area a : all_areas)
-        syncers_.push_back(std::make_shared<directory_syncer>(dir(a)));
-    for (area a : all_areas)
-        area_prefixes_.push_back(dir(a).string() + "/");
+        syncers_.push_back(std::make_shared<directory_syncer>(
+            dir_fd(a), root_.string() + "/" + std::string(to_string(a))));
 }
 
 spool::~spool() = default;
 
-fs::path spool::dir(area where) const
+int spool::dir_fd(area where) const
 {
-    return root_ / to_string(where);
+    return dirs_->area_fd(where);
+}
+
+std::string spool::label(area where, std::string_view name) const
+{
+    std::string out = root_.string();
+    out += '/';
+    out.append(to_string(where));
+    out += '/';
+    out.append(name);
+    return out;
 }
 
 std::shared_ptr<directory_syncer> spool::syncer_for(area where) const
@@ -434,43 +643,33 @@ std::shared_ptr<directory_syncer> spool::syncer_for(area where) const
     return syncers_.at(static_cast<std::size_t>(where));
 }
 
-// Plain strings, not std::filesystem::path: building a path per entry was a fifth of the
-// time of listing a large spool.
-std::string spool::entry_file(area where, std::string_view id) const
+namespace {
+
+void check_id(std::string_view id)
 {
     if (!is_valid_queue_id(id))
         throw std::invalid_argument("not a queue id: " + std::string(id));
-    std::string file = area_prefixes_.at(static_cast<std::size_t>(where));
-    file.append(id);
-    return file;
 }
 
-std::string spool::state_file(area where, std::string_view id) const
+std::string state_name(std::string_view id)
 {
-    return entry_file(where, id).append(state_suffix);
+    std::string name(id);
+    name.append(state_suffix);
+    return name;
 }
 
-fs::path spool::entry_path(area where, std::string_view id) const
-{
-    return entry_file(where, id);
-}
-
-fs::path spool::state_path(area where, std::string_view id) const
-{
-    return state_file(where, id);
-}
+} // namespace
 
 entry_writer spool::create_entry()
 {
-    const fs::path tmp_dir = root_ / "tmp";
     for (int attempt = 0; attempt < 8; ++attempt) {
         std::string id = make_queue_id();
-        const fs::path path = tmp_dir / id;
-        fd_guard file{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, file_mode)};
+        fd_guard file{
+            ::openat(dirs_->tmp, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
         if (file.fd < 0) {
             if (errno == EEXIST)
                 continue;
-            throw_errno(errno, "cannot create " + path.string());
+            throw_errno(errno, "cannot create " + root_.string() + "/tmp/" + id);
         }
         ::flock(file.fd, LOCK_EX);
         // recover() may have taken the file between open() and flock(): it is then unlinked
@@ -478,73 +677,193 @@ entry_writer spool::create_entry()
         struct stat st {};
         if (::fstat(file.fd, &st) != 0 || st.st_nlink == 0)
             continue;
-        return entry_writer(tmp_dir, dir(area::queue), std::move(id), file.release(),
-                            syncer_for(area::queue));
+        if ((st.st_mode & 07777) != file_mode)
+            ::fchmod(file.fd, file_mode); // whatever the caller's umask
+        return entry_writer(dirs_, std::move(id), file.release(), syncer_for(area::queue));
     }
-    throw_errno(EEXIST, "cannot create a new entry in " + tmp_dir.string());
+    throw_errno(EEXIST, "cannot create a new entry in " + root_.string() + "/tmp");
 }
 
 recovery_report spool::recover()
 {
     recovery_report report;
-    std::error_code ec;
-    for (const auto& item : fs::directory_iterator(root_ / "tmp", ec)) {
-        fd_guard file{::open(item.path().c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)};
-        if (file.fd < 0)
-            continue;
-        if (::flock(file.fd, LOCK_EX | LOCK_NB) != 0)
-            continue; // a live writer
-        if (::unlink(item.path().c_str()) == 0)
-            ++report.removed_temporaries;
+    // tmp/ is read through the descriptor opened at start: if the owner made tmp a symlink
+    // since, the spool did not open, and unlinkat never leaves this directory.
+    {
+        const int fd = ::openat(dirs_->tmp, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR* listing = fd >= 0 ? ::fdopendir(fd) : nullptr;
+        if (fd >= 0 && !listing)
+            ::close(fd);
+        std::vector<std::string> names;
+        while (listing) {
+            errno = 0;
+            const dirent* item = ::readdir(listing);
+            if (!item)
+                break;
+            const std::string name = item->d_name;
+            if (name != "." && name != "..")
+                names.push_back(name);
+        }
+        if (listing)
+            ::closedir(listing);
+        for (const auto& name : names) {
+            fd_guard file{open_readable(dirs_->tmp, name)};
+            if (file.fd < 0) {
+                // A symlink, FIFO or socket left in tmp/: unlinking the name is safe (it
+                // removes the link itself, never what it points to).
+                struct stat st {};
+                if (::fstatat(dirs_->tmp, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    !S_ISDIR(st.st_mode) && ::unlinkat(dirs_->tmp, name.c_str(), 0) == 0)
+                    ++report.removed_temporaries;
+                continue;
+            }
+            struct stat st {};
+            if (::fstat(file.fd, &st) != 0 || S_ISDIR(st.st_mode))
+                continue;
+            if (S_ISREG(st.st_mode) && ::flock(file.fd, LOCK_EX | LOCK_NB) != 0)
+                continue; // a live writer
+            if (::unlinkat(dirs_->tmp, name.c_str(), 0) == 0)
+                ++report.removed_temporaries;
+        }
     }
     // A move renames the entry first and its state second; a crash between them leaves the
     // state behind. Deletion unlinks the entry first, leaving only a stale state file.
     for (area where : all_areas) {
-        for (const auto& item : fs::directory_iterator(dir(where), ec)) {
-            const std::string name = item.path().filename().string();
-            if (name.size() <= state_suffix.size() || !name.ends_with(state_suffix))
-                continue;
+        const int fd = ::openat(dir_fd(where), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR* listing = fd >= 0 ? ::fdopendir(fd) : nullptr;
+        if (fd >= 0 && !listing)
+            ::close(fd);
+        std::vector<std::string> states;
+        while (listing) {
+            const dirent* item = ::readdir(listing);
+            if (!item)
+                break;
+            const std::string_view name = item->d_name;
+            if (name.size() > state_suffix.size() && name.ends_with(state_suffix))
+                states.emplace_back(name);
+        }
+        if (listing)
+            ::closedir(listing);
+        for (const auto& name : states) {
             const std::string id = name.substr(0, name.size() - state_suffix.size());
-            if (!is_valid_queue_id(id) || fs::exists(entry_path(where, id), ec))
+            if (!is_valid_queue_id(id) || exists_in(dir_fd(where), id))
                 continue;
             bool reunited = false;
             for (area other : all_areas) {
-                if (other != where && fs::exists(entry_path(other, id), ec) &&
-                    ::rename(item.path().c_str(), state_path(other, id).c_str()) == 0) {
+                if (other != where && exists_in(dir_fd(other), id) &&
+                    ::renameat(dir_fd(where), name.c_str(), dir_fd(other), name.c_str()) == 0) {
                     reunited = true;
                     break;
                 }
             }
             if (reunited)
                 ++report.reunited_states;
-            else if (::unlink(item.path().c_str()) == 0)
+            else if (::unlinkat(dir_fd(where), name.c_str(), 0) == 0)
                 ++report.removed_orphan_states;
         }
     }
     return report;
 }
 
+void spool::set_aside(area where, const std::string& name, const char* kind) const
+{
+    std::string target = name;
+    int error = rename_no_replace(dir_fd(where), name, dir_fd(area::corrupt), target);
+    if (error == EEXIST || error == ENOTEMPTY) {
+        target = name + "-" + std::to_string(::getpid()) + "-" + std::to_string(std::time(nullptr));
+        error = rename_no_replace(dir_fd(where), name, dir_fd(area::corrupt), target);
+    }
+    log::warning(log::fields({{"event", "set-aside"},
+                              {"area", to_string(where)},
+                              {"name", printable(name)},
+                              {"kind", kind},
+                              {"moved-to", error == 0 ? "corrupt" : "nowhere"},
+                              {"error", error == 0 ? "" : std::strerror(error)}}));
+}
+
 std::vector<std::string> spool::list(area where) const
 {
     std::vector<std::string> ids;
-    const fs::path d = dir(where);
-    std::error_code ec;
-    fs::directory_iterator it(d, ec);
-    if (ec)
-        throw std::system_error(ec, "cannot list " + d.string());
-    for (const auto& item : it) {
-        std::string name = item.path().filename().string();
-        if (is_valid_queue_id(name))
-            ids.push_back(std::move(name));
+    const int fd = ::openat(dir_fd(where), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR* listing = fd >= 0 ? ::fdopendir(fd) : nullptr;
+    if (!listing) {
+        const int error = errno;
+        if (fd >= 0)
+            ::close(fd);
+        throw_errno(error, "cannot list " + label(where, ""));
     }
+    // Names to move aside are collected first: renaming while reading a directory may show
+    // a name twice or not at all.
+    std::vector<std::pair<std::string, const char*>> strays;
+    for (;;) {
+        errno = 0;
+        const dirent* item = ::readdir(listing);
+        if (!item)
+            break;
+        const std::string_view name = item->d_name;
+        if (name == "." || name == "..")
+            continue;
+        unsigned char type = item->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st {};
+            if (::fstatat(dir_fd(where), item->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                continue; // vanished
+            type = static_cast<unsigned char>(IFTODT(st.st_mode));
+        }
+        const bool is_id = is_valid_queue_id(name);
+        if (where == area::corrupt) { // the place for strays: shown, never moved
+            if (is_id)
+                ids.emplace_back(name);
+            continue;
+        }
+        if (is_id && type == DT_REG) {
+            ids.emplace_back(name);
+            continue;
+        }
+        const bool is_state = name.size() > state_suffix.size() && name.ends_with(state_suffix) &&
+                              is_valid_queue_id(name.substr(0, name.size() - state_suffix.size()));
+        if (is_state && type == DT_REG)
+            continue;
+        strays.emplace_back(std::string(name),
+                            is_id || is_state ? kind_of_dirent(type) : "name that is no queue id");
+    }
+    ::closedir(listing);
+    for (const auto& [name, kind] : strays)
+        set_aside(where, name, kind);
     std::sort(ids.begin(), ids.end());
     return ids;
 }
 
+std::optional<area> spool::locate(std::string_view id) const
+{
+    check_id(id);
+    const std::string name(id);
+    for (int round = 0; round < 2; ++round) // an entry moving between areas: found the 2nd time
+        for (area where : all_areas)
+            if (exists_in(dir_fd(where), name))
+                return where;
+    return std::nullopt;
+}
+
+std::optional<entry_info> spool::info(area where, std::string_view id) const
+{
+    check_id(id);
+    const std::string name(id);
+    struct stat st {};
+    if (::fstatat(dir_fd(where), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return std::nullopt;
+    entry_info out;
+    out.size = static_cast<std::uint64_t>(st.st_size);
+    out.is_readable = S_ISREG(st.st_mode) && ::faccessat(dir_fd(where), name.c_str(), R_OK,
+                                                         AT_EACCESS | AT_SYMLINK_NOFOLLOW) == 0;
+    return out;
+}
+
 std::optional<envelope> spool::load(area where, std::string_view id) const
 {
-    const std::string path = entry_file(where, id);
-    fd_guard entry{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+    check_id(id);
+    const std::string path = label(where, id);
+    fd_guard entry{open_readable(dir_fd(where), std::string(id))};
     if (entry.fd < 0) {
         if (errno == ENOENT)
             return std::nullopt;
@@ -552,14 +871,14 @@ std::optional<envelope> spool::load(area where, std::string_view id) const
             throw corrupt_entry(path + ": cannot open: " + std::strerror(errno));
         throw_errno(errno, "cannot open " + path);
     }
-    const std::uint64_t size = file_size_of(entry.fd, path);
+    const std::uint64_t size = regular_file_size(entry.fd, path);
     const std::uint64_t offset = read_envelope_offset(entry.fd, size, path);
 
     envelope env;
-    const std::string state = state_file(where, id);
-    fd_guard state_file{::open(state.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+    const std::string state = label(where, state_name(id));
+    fd_guard state_file{open_readable(dir_fd(where), state_name(id))};
     if (state_file.fd >= 0) {
-        const std::uint64_t state_size = file_size_of(state_file.fd, state);
+        const std::uint64_t state_size = regular_file_size(state_file.fd, state);
         if (state_size > max_envelope_size)
             throw corrupt_entry(state + ": state file is too large");
         env = thaw(pread_exactly(state_file.fd, 0, static_cast<std::size_t>(state_size), state));
@@ -578,58 +897,88 @@ std::optional<envelope> spool::load(area where, std::string_view id) const
 
 content_reader spool::open_content(area where, std::string_view id) const
 {
-    const std::string path = entry_file(where, id);
-    fd_guard entry{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+    check_id(id);
+    const std::string path = label(where, id);
+    fd_guard entry{open_readable(dir_fd(where), std::string(id))};
     if (entry.fd < 0) {
         if (is_unreadable_error(errno))
             throw corrupt_entry(path + ": cannot open: " + std::strerror(errno));
         throw_errno(errno, "cannot open " + path);
     }
-    const std::uint64_t size = file_size_of(entry.fd, path);
+    const std::uint64_t size = regular_file_size(entry.fd, path);
     const std::uint64_t content_size = read_envelope_offset(entry.fd, size, path);
     return content_reader(entry.release(), content_size);
 }
 
 void spool::save_state(area where, const envelope& env)
 {
-    const fs::path target = state_path(where, env.id);
-    const fs::path tmp =
-        root_ / "tmp" / (env.id + std::string(state_suffix) + "-" + std::to_string(::getpid()));
-    write_durable_file(tmp, freeze(env));
-    if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    check_id(env.id);
+    static std::atomic<unsigned> counter{0};
+    const std::string name = state_name(env.id) + "-" + std::to_string(::getpid()) + "-" +
+                             std::to_string(counter.fetch_add(1));
+    const std::string tmp_label = root_.string() + "/tmp/" + name;
+    {
+        fd_guard file{
+            ::openat(dirs_->tmp, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
+        if (file.fd < 0)
+            throw_errno(errno, "cannot create " + tmp_label);
+        try {
+            ::flock(file.fd, LOCK_EX); // recover() leaves files alone while a writer holds them
+            // The state keeps the entry's owner, group and mode whoever writes it, so the
+            // spool's owner can always read back what an operator changed.
+            struct stat entry {};
+            if (::geteuid() == 0 &&
+                ::fstatat(dir_fd(where), env.id.c_str(), &entry, AT_SYMLINK_NOFOLLOW) == 0 &&
+                ::fchown(file.fd, entry.st_uid, entry.st_gid) != 0)
+                throw_errno(errno, "cannot chown " + tmp_label);
+            if (::fchmod(file.fd, file_mode) != 0)
+                throw_errno(errno, "cannot set the mode of " + tmp_label);
+            write_all(file.fd, freeze(env), tmp_label);
+            if (::fdatasync(file.fd) != 0)
+                throw_errno(errno, "cannot fsync " + tmp_label);
+        } catch (...) {
+            ::unlinkat(dirs_->tmp, name.c_str(), 0);
+            throw;
+        }
+    }
+    if (::renameat(dirs_->tmp, name.c_str(), dir_fd(where), state_name(env.id).c_str()) != 0) {
         const int error = errno;
-        ::unlink(tmp.c_str());
-        throw_errno(error, "cannot rename " + tmp.string() + " to " + target.string());
+        ::unlinkat(dirs_->tmp, name.c_str(), 0);
+        throw_errno(error,
+                    "cannot rename " + tmp_label + " to " + label(where, state_name(env.id)));
     }
     syncer_for(where)->sync_after_change();
 }
 
 bool spool::remove(area where, std::string_view id)
 {
+    check_id(id);
     // Entry first: a crash in between leaves a stale state file that recover() deletes,
     // never an entry whose recorded progress is lost. The directory is not fsynced: a removal
     // undone by a power cut means the message is sent again, which at-least-once allows.
-    if (::unlink(entry_path(where, id).c_str()) != 0) {
+    const std::string name(id);
+    if (::unlinkat(dir_fd(where), name.c_str(), 0) != 0) {
         if (errno == ENOENT)
             return false;
-        throw_errno(errno, "cannot remove " + entry_path(where, id).string());
+        throw_errno(errno, "cannot remove " + label(where, id));
     }
-    ::unlink(state_path(where, id).c_str());
+    ::unlinkat(dir_fd(where), state_name(id).c_str(), 0);
     return true;
 }
 
 bool spool::move(std::string_view id, area from, area to)
 {
-    const fs::path source = entry_path(from, id);
-    const fs::path target = entry_path(to, id);
-    if (const int error = rename_no_replace(source, target); error != 0) {
+    check_id(id);
+    const std::string name(id);
+    if (const int error = rename_no_replace(dir_fd(from), name, dir_fd(to), name); error != 0) {
         if (error == ENOENT)
             return false;
-        throw_errno(error, "cannot move " + source.string() + " to " + target.string());
+        throw_errno(error, "cannot move " + label(from, id) + " to " + label(to, id));
     }
     // Entry first, state second (see recover()).
-    if (::rename(state_path(from, id).c_str(), state_path(to, id).c_str()) != 0 && errno != ENOENT)
-        throw_errno(errno, "cannot move " + state_path(from, id).string());
+    const std::string state = state_name(id);
+    if (::renameat(dir_fd(from), state.c_str(), dir_fd(to), state.c_str()) != 0 && errno != ENOENT)
+        throw_errno(errno, "cannot move " + label(from, state));
     syncer_for(to)->sync_after_change();
     syncer_for(from)->sync_after_change();
     return true;
@@ -640,11 +989,12 @@ bool spool::quarantine(area where, std::string_view id) noexcept
     try {
         if (where == area::corrupt)
             return true;
-        const fs::path source = entry_path(where, id);
-        const fs::path target = entry_path(area::corrupt, id);
-        if (::rename(source.c_str(), target.c_str()) != 0)
+        check_id(id);
+        const std::string name(id);
+        if (rename_no_replace(dir_fd(where), name, dir_fd(area::corrupt), name) != 0)
             return false;
-        ::rename(state_path(where, id).c_str(), state_path(area::corrupt, id).c_str());
+        const std::string state = state_name(id);
+        ::renameat(dir_fd(where), state.c_str(), dir_fd(area::corrupt), state.c_str());
         syncer_for(area::corrupt)->sync_after_change();
         return true;
     } catch (...) {
@@ -654,7 +1004,8 @@ bool spool::quarantine(area where, std::string_view id) noexcept
 
 std::optional<file_lock> spool::try_lock_entry(area where, std::string_view id) const
 {
-    fd_guard entry{::open(entry_file(where, id).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+    check_id(id);
+    fd_guard entry{open_readable(dir_fd(where), std::string(id))};
     if (entry.fd < 0 || ::flock(entry.fd, LOCK_EX | LOCK_NB) != 0)
         return std::nullopt;
     return file_lock(entry.release());
@@ -662,16 +1013,39 @@ std::optional<file_lock> spool::try_lock_entry(area where, std::string_view id) 
 
 std::optional<file_lock> spool::lock_flush(std::chrono::milliseconds timeout) const
 {
-    const fs::path path = root_ / "flush.lock";
-    fd_guard file{::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, file_mode)};
-    if (file.fd < 0)
-        throw_errno(errno, "cannot open " + path.string());
+    const std::string path = root_.string() + "/" + flush_lock_name;
+    // A lock needs no write access: opened read-only, without following a symlink and
+    // without O_CREAT, a root run can neither create nor truncate a file elsewhere, and one
+    // run as root cannot leave a lock its owner may not open again.
+    fd_guard file{::openat(dirs_->root, flush_lock_name, O_RDONLY | no_follow)};
+    if (file.fd < 0 && errno == ENOENT) {
+        // A spool made before flush.lock was part of its set-up: make it, exclusively
+        // (O_EXCL never follows a symlink).
+        const int made =
+            ::openat(dirs_->root, flush_lock_name, O_RDONLY | O_CREAT | O_EXCL | no_follow, 0600);
+        if (made >= 0) {
+            ::fchmod(made, file_mode);
+            ::close(made);
+        }
+        file.fd = ::openat(dirs_->root, flush_lock_name, O_RDONLY | no_follow);
+    }
+    if (file.fd < 0) {
+        if (errno == ELOOP)
+            throw_errno(ELOOP, "cannot open " + path + " (a symlink: refusing to follow it)");
+        throw_errno(errno, "cannot open " + path);
+    }
+    struct stat st {};
+    if (::fstat(file.fd, &st) != 0)
+        throw_errno(errno, "cannot stat " + path);
+    if (!S_ISREG(st.st_mode))
+        throw_errno(EINVAL,
+                    "cannot use " + path + " (a " + kind_of(st.st_mode) + ", not a regular file)");
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         if (::flock(file.fd, LOCK_EX | LOCK_NB) == 0)
             return file_lock(file.release());
         if (errno != EWOULDBLOCK && errno != EINTR)
-            throw_errno(errno, "cannot lock " + path.string());
+            throw_errno(errno, "cannot lock " + path);
         if (std::chrono::steady_clock::now() >= deadline)
             return std::nullopt;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -681,7 +1055,7 @@ std::optional<file_lock> spool::lock_flush(std::chrono::milliseconds timeout) co
 std::optional<file_lock> spool::try_lock_watcher() const
 {
     const fs::path path = root_ / "watch.lock";
-    fd_guard file{::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, file_mode)};
+    fd_guard file{::openat(dirs_->root, "watch.lock", O_RDONLY | O_CREAT | no_follow, file_mode)};
     if (file.fd < 0)
         throw_errno(errno, "cannot open " + path.string());
     if (::flock(file.fd, LOCK_EX | LOCK_NB) == 0)
@@ -694,7 +1068,7 @@ std::optional<file_lock> spool::try_lock_watcher() const
 bool spool::is_watcher_running() const
 {
     const fs::path path = root_ / "watch.lock";
-    fd_guard file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)};
+    fd_guard file{::openat(dirs_->root, "watch.lock", O_RDONLY | no_follow)};
     if (file.fd < 0)
         return false; // never started here, or not ours to read: nobody to talk to
     // A shared lock succeeds only when no watcher holds the exclusive one.
@@ -720,11 +1094,10 @@ sockaddr_un unix_address(const fs::path& path)
 
 void spool::remove_watcher_socket() const noexcept
 {
-    const fs::path path = root_ / "watch.sock";
     struct stat st {};
     // Only a socket is removed: anything else planted under that name stays for the operator.
-    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
-        ::unlink(path.c_str());
+    if (::fstatat(dirs_->root, "watch.sock", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode))
+        ::unlinkat(dirs_->root, "watch.sock", 0);
 }
 
 int spool::listen_watcher_socket() const
@@ -760,7 +1133,7 @@ int spool::connect_watcher_socket() const
 
 int spool::watch_area(int inotify_fd, area where) const
 {
-    const fs::path path = dir(where);
+    const fs::path path = root_ / std::string(to_string(where));
     // IN_DONT_FOLLOW: an area replaced by a symlink is not followed elsewhere.
     const int wd = ::inotify_add_watch(inotify_fd, path.c_str(),
                                        IN_MOVED_TO | IN_CREATE | IN_ONLYDIR | IN_DONT_FOLLOW);
@@ -772,7 +1145,7 @@ int spool::watch_area(int inotify_fd, area where) const
 std::uint64_t spool::free_bytes() const
 {
     struct statvfs st {};
-    if (::statvfs(root_.c_str(), &st) != 0)
+    if (::fstatvfs(dirs_->root, &st) != 0)
         throw_errno(errno, "cannot statvfs " + root_.string());
     return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
 }

@@ -1,8 +1,8 @@
 # The watching relay (leafmail-flush --watch): retry schedule and per-route backoff (pure),
 # the kernel link monitor, the queue watcher and the kick channel.
-target_sources(leafmail PRIVATE
-  lib/watch/retry_schedule.cpp
-  lib/watch/route_backoff.cpp
-  lib/watch/netlink.cpp
-  lib/watch/watcher.cpp
+set(leafmail_watch_sources
+  ${CMAKE_CURRENT_LIST_DIR}/netlink.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/retry_schedule.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/route_backoff.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/watcher.cpp
 )

@@ -2,6 +2,7 @@
 
 #include "leafmail/log.hpp"
 #include "leafmail/net/asio.hpp"
+#include "leafmail/privileges.hpp"
 #include "leafmail/relay/flush.hpp"
 #include "leafmail/relay/relay_settings.hpp"
 #include "leafmail/spool/queue_id.hpp"
@@ -498,6 +499,7 @@ private:
 void run_watcher(const config& settings, const watch_options& options)
 {
     relay::check_relay_settings(settings);
+    become_spool_owner(settings.spool, settings.receiver.user); // root never works in it
     spool::spool spool(settings.spool, false);
     const auto watcher_lock = spool.try_lock_watcher();
     if (!watcher_lock)
@@ -509,6 +511,7 @@ void run_watcher(const config& settings, const watch_options& options)
 
 kick_result kick_watcher(const config& settings)
 {
+    become_spool_owner(settings.spool, settings.receiver.user); // root never works in it
     spool::spool spool(settings.spool, false);
     if (!spool.is_watcher_running())
         return kick_result::no_watcher;
