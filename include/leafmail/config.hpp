@@ -58,6 +58,9 @@ struct relay_settings {
     std::chrono::seconds timeout{300};      // each command reply, RFC 5321 4.5.3.2
     std::chrono::seconds data_timeout{600}; // final dot reply, RFC 5321 4.5.3.2.6
     std::size_t max_messages_per_connection = 1000;
+    // RFC 5321 section 4.5.3.1.8: a server must take 100 recipients per transaction; more
+    // may be refused with 452, so leafmail splits before it has to.
+    std::size_t max_recipients_per_transaction = 100;
     std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
     std::string rewrite_sender; // envelope sender for local senders; empty = unchanged

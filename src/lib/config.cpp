@@ -94,6 +94,9 @@ constexpr key_info keys[] = {
     {"data-timeout", "seconds to wait for the reply to the final dot (default 600)", flush_key},
     {"max-messages-per-connection",
      "messages per smarthost connection before reconnecting (default 1000)", flush_key},
+    {"max-recipients-per-transaction",
+     "recipients per smarthost transaction; more go in further transactions (default 100)",
+     flush_key},
     {"connections", "parallel smarthost connections (default 1)", flush_key},
     {"max-queue-age", "a message pending longer than this bounces (default 5d)", flush_key},
     {"retry-min", "watcher: first wait after a failed attempt, doubling (default 1m)", flush_key},
@@ -359,6 +362,10 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
     } else if (key == "max-messages-per-connection") {
         s.max_messages_per_connection = parse_unsigned(where, key, v, 1000000);
         if (s.max_messages_per_connection == 0)
+            bad_value(where, key, v, "at least 1");
+    } else if (key == "max-recipients-per-transaction") {
+        s.max_recipients_per_transaction = parse_unsigned(where, key, v, 1000000);
+        if (s.max_recipients_per_transaction == 0)
             bad_value(where, key, v, "at least 1");
     } else if (key == "connections") {
         s.connections = parse_unsigned(where, key, v, 64);

@@ -2,3 +2,5 @@
 add_integration_test(flush test_flush.py flush)
 # Routes and identities: per-sender smarthosts, password/token commands, XOAUTH2, --check.
 add_integration_test(routes test_routes.py flush)
+# Delivery that tells the truth (issue 11): the final dot, 452 splitting, QUIT and close_notify.
+add_integration_test(flush_delivery test_flush_delivery.py flush)

@@ -193,7 +193,8 @@ class ScriptedSmarthost:
 
     def __init__(self, faults=None, faulty_connections=1, split=None, split_delay=0.0,
                  greeting=("220 scripted.test ESMTP",), ehlo_extra=(), tls_context=None,
-                 users=None, auth_mechanisms="PLAIN LOGIN", plain_continuation=False, stall_seconds=60.0, lenient_data_end=False, data_reply="250 2.0.0 queued"):
+                 users=None, auth_mechanisms="PLAIN LOGIN", plain_continuation=False, stall_seconds=60.0, lenient_data_end=False, data_reply="250 2.0.0 queued",
+                 max_recipients=None, eight_bit_mime=True):
         self.faults = dict(faults or {})
         for step in self.faults:
             assert step in STEPS, step
@@ -209,6 +210,8 @@ class ScriptedSmarthost:
         self.stall_seconds = stall_seconds
         self.lenient_data_end = lenient_data_end
         self.data_reply = data_reply
+        self.max_recipients = max_recipients  # per transaction; more get 452 4.5.3
+        self.eight_bit_mime = eight_bit_mime  # offer 8BITMIME (RFC 6152)
         self.connections = []
         self.messages = []   # accepted with the data reply
         self.refused = []    # read whole, then answered by a fault at "dot"
@@ -286,7 +289,9 @@ class ScriptedSmarthost:
             c.close()
 
     def _ehlo_lines(self, c, name):
-        caps = ["8BITMIME", "SIZE 104857600", "ENHANCEDSTATUSCODES"] + self.ehlo_extra
+        caps = (["8BITMIME"] if self.eight_bit_mime else []) + ["SIZE 104857600",
+                                                                "ENHANCEDSTATUSCODES"]
+        caps += self.ehlo_extra
         if self.tls_context and not c.tls:
             caps.append("STARTTLS")
         if self.users and c.tls:
@@ -340,6 +345,9 @@ class ScriptedSmarthost:
             elif verb == "RCPT":
                 if self._maybe(c, "rcpt"):
                     continue
+                if self.max_recipients is not None and len(rcpts) >= self.max_recipients:
+                    c.reply("452 4.5.3 too many recipients")  # RFC 5321 section 4.5.3.1.10
+                    continue
                 rcpts.append(text[8:].split(">")[0].lstrip("<"))
                 c.reply("250 2.1.5 ok")
             elif verb == "DATA":
@@ -368,6 +376,14 @@ class ScriptedSmarthost:
                 c.reply("250 2.0.0 ok")
             elif verb == "QUIT":
                 c.reply("221 2.0.0 bye")
+                if c.tls:
+                    # The client should end TLS with close_notify (RFC 8446 section 6.1):
+                    # unwrap() answers it and fails on a bare TCP close.
+                    try:
+                        c.sock.unwrap()
+                        c.events.append("close_notify")
+                    except (ssl.SSLError, OSError) as e:
+                        c.events.append("no close_notify: %r" % e)
                 return
             else:
                 c.reply("500 5.5.2 unknown command")

@@ -83,6 +83,7 @@ class Behaviour:
         self.drop_in_data_after = None  # bytes of DATA to read, then drop the connection
         self.stall_after_data = 0.0  # seconds to sleep before answering the final dot
         self.users = {}              # user -> password for AUTH
+        self.max_recipients = None   # per transaction; more get 452 4.5.3 (RFC 5321 4.5.3.1.10)
 
 
 class _Handler:
@@ -93,6 +94,9 @@ class _Handler:
         reply = self.server.behaviour.rcpt_replies.get(address)
         if reply:
             return reply
+        limit = self.server.behaviour.max_recipients
+        if limit is not None and len(envelope.rcpt_tos) >= limit:
+            return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

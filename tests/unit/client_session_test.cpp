@@ -17,6 +17,7 @@ struct driver_result {
     std::vector<std::string> shown; // what --verbose would print
     std::map<std::uint64_t, message_result> results;
     std::vector<std::uint64_t> result_order;
+    std::size_t transactions_finished = 0;
     bool finished = false;
     std::optional<reply> failure;
     int tls_handshakes = 0;
@@ -57,7 +58,17 @@ private:
             } else if (auto* s = std::get_if<send_message_content>(&e)) {
                 result.sent += "<content " + std::to_string(s->tag) + ">";
             } else if (auto* f = std::get_if<message_finished>(&e)) {
-                result.results[f->result.tag] = f->result;
+                // One result per transaction: gather them per message, by recipient index.
+                auto& gathered = result.results[f->result.tag];
+                gathered.tag = f->result.tag;
+                gathered.attempted = gathered.attempted || f->result.attempted;
+                gathered.last = f->result.last;
+                for (const auto& r : f->result.recipients) {
+                    if (gathered.recipients.size() <= r.index)
+                        gathered.recipients.resize(r.index + 1);
+                    gathered.recipients[r.index] = r;
+                }
+                ++result.transactions_finished;
                 result.result_order.push_back(f->result.tag);
             } else if (auto* cf = std::get_if<connection_finished>(&e)) {
                 result.finished = true;
@@ -81,6 +92,8 @@ driver_result run(const client_options& options, const std::vector<outgoing_mess
         d.feed(std::string_view(piece).substr(0, at));
         d.feed(std::string_view(piece).substr(at));
     }
+    if (!d.result.finished)
+        d.lose("closed by the server"); // the transcript ends: the server hangs up
     return d.result;
 }
 
@@ -312,7 +325,7 @@ TEST_CASE("DATA answered with anything but 354 never counts as delivered", "[cli
     CHECK(res.results.at(1).recipients[0].status == delivery_status::deferred);
 }
 
-TEST_CASE("connection lost after the final dot: deferred (at-least-once)", "[client_session]")
+TEST_CASE("connection lost after the final dot: unconfirmed, not delivered", "[client_session]")
 {
     driver d(plain_options(), {msg(1, {"a@x"}), msg(2, {"b@x"})});
     d.feed("220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n");
@@ -322,7 +335,8 @@ TEST_CASE("connection lost after the final dot: deferred (at-least-once)", "[cli
     REQUIRE(d.result.failure);
     CHECK(d.result.failure->code == 451);
     CHECK(d.result.result_order == std::vector<std::uint64_t>{1, 2});
-    CHECK(d.result.results.at(1).recipients[0].status == delivery_status::deferred);
+    // Message 1's dot went out: it may have arrived. Message 2 never got as far.
+    CHECK(d.result.results.at(1).recipients[0].status == delivery_status::unconfirmed);
     CHECK(d.result.results.at(1).recipients[0].why.lines[0] == "connection reset during DATA");
     CHECK(d.result.results.at(2).recipients[0].status == delivery_status::deferred);
 }
@@ -355,13 +369,15 @@ TEST_CASE("greeting refused, 421 mid-session", "[client_session]")
     REQUIRE(refused.failure);
     CHECK(refused.failure->code == 554);
     CHECK(refused.results.empty());
-    CHECK(refused.sent.empty());
+    // RFC 5321 section 3.1: after a 554 greeting the server waits for our QUIT.
+    CHECK(refused.sent == "QUIT\r\n");
 
     auto closing = run_all_splits(plain_options(), {msg(1, {"a@x"})},
                                   {"220 mx\r\n" + ehlo_pipelining + "421 4.3.2 shutting down\r\n"});
     REQUIRE(closing.failure);
     CHECK(closing.failure->code == 421);
     CHECK(closing.results.at(1).recipients[0].status == delivery_status::deferred);
+    CHECK(closing.sent.ends_with("DATA\r\nQUIT\r\n"));
 }
 
 TEST_CASE("SIZE limit: an oversized message fails without being sent", "[client_session]")
@@ -663,4 +679,225 @@ TEST_CASE("the chosen mechanism is reported for --check", "[client_session]")
     driver d(tls_auth_options({"LOGIN", "PLAIN"}, {"user", "secret", ""}), {});
     d.feed("220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n235 ok\r\n");
     CHECK(d.session().auth_mechanism() == "PLAIN");
+}
+
+TEST_CASE("only a 250 to the final dot delivers: a 221 to the pipelined QUIT is not one",
+          "[client_session]")
+{
+    // The peer stays silent on the dot and answers only the QUIT behind it (RFC 5321 4.3.2).
+    auto res = run_all_splits(plain_options(), {msg(1, {"a@x", "b@x"})},
+                              {"220 mx\r\n" + ehlo_pipelining +
+                               "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n221 2.0.0 bye\r\n"});
+    CHECK(res.sent.ends_with("<content 1>QUIT\r\n"));
+    REQUIRE(res.results.count(1) == 1);
+    for (const auto& r : res.results.at(1).recipients)
+        CHECK(r.status == delivery_status::unconfirmed);
+    REQUIRE(res.failure);
+    CHECK(res.failure->to_string().find("221") != std::string::npos);
+
+    // Any other positive code is no better.
+    auto odd = run(plain_options(), {msg(1, {"a@x"})},
+                   {"220 mx\r\n" + ehlo_pipelining +
+                    "250 ok\r\n250 ok\r\n354 go\r\n251 forwarded\r\n221 bye\r\n"});
+    CHECK(odd.results.at(1).recipients[0].status == delivery_status::unconfirmed);
+}
+
+TEST_CASE("421 as the reply to the final dot: deferred, then QUIT", "[client_session]")
+{
+    auto res = run_all_splits(
+        plain_options(), {msg(1, {"a@x"})},
+        {"220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n421 4.3.2 bye\r\n"});
+    CHECK(res.results.at(1).recipients[0].status == delivery_status::deferred);
+    CHECK(res.results.at(1).recipients[0].why.code == 421);
+}
+
+TEST_CASE("452 too many recipients: the rest go in a new transaction on the same connection",
+          "[client_session]")
+{
+    // RFC 5321 section 4.5.3.1.10: a server that takes two per transaction.
+    auto res = run_all_splits(
+        plain_options(), {msg(1, {"a@x", "b@x", "c@x", "d@x", "e@x"}), msg(2, {"f@x"})},
+        {"220 mx\r\n" + ehlo_pipelining +
+         "250 ok\r\n250 a\r\n250 b\r\n452 4.5.3 too many\r\n452 4.5.3 too many\r\n"
+         "452 4.5.3 too many\r\n354 go\r\n250 2.0.0 first\r\n"
+         "250 ok\r\n250 c\r\n250 d\r\n452 4.5.3 too many\r\n354 go\r\n250 2.0.0 second\r\n"
+         "250 ok\r\n250 e\r\n354 go\r\n250 2.0.0 third\r\n"
+         "250 ok\r\n250 f\r\n354 go\r\n250 2.0.0 fourth\r\n221 bye\r\n"});
+    CHECK(res.sent ==
+          "EHLO client.example\r\n"
+          "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\n"
+          "RCPT TO:<c@x>\r\nRCPT TO:<d@x>\r\nRCPT TO:<e@x>\r\nDATA\r\n<content 1>"
+          "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<c@x>\r\nRCPT TO:<d@x>\r\n"
+          "RCPT TO:<e@x>\r\nDATA\r\n<content 1>"
+          "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<e@x>\r\nDATA\r\n<content 1>"
+          "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<f@x>\r\nDATA\r\n<content 2>"
+          "QUIT\r\n");
+    CHECK_FALSE(res.failure);
+    CHECK(res.transactions_finished == 4);
+    auto& one = res.results.at(1);
+    CHECK(one.last);
+    REQUIRE(one.recipients.size() == 5);
+    for (const auto& r : one.recipients) {
+        CHECK(r.status == delivery_status::delivered);
+        CHECK(r.why.code == 250);
+    }
+    CHECK(one.recipients[0].why.lines[0] == "first");
+    CHECK(one.recipients[2].why.lines[0] == "second");
+    CHECK(one.recipients[4].why.lines[0] == "third");
+    CHECK(res.results.at(2).recipients[0].status == delivery_status::delivered);
+}
+
+TEST_CASE("452 without PIPELINING: RCPT stops at the limit, the rest follow", "[client_session]")
+{
+    auto res = run_all_splits(plain_options(), {msg(1, {"a@x", "b@x", "c@x"})},
+                              {"220 mx\r\n" + ehlo_basic +
+                               "250 ok\r\n250 a\r\n452 4.5.3 too many\r\n354 go\r\n250 first\r\n"
+                               "250 ok\r\n250 b\r\n250 c\r\n354 go\r\n250 second\r\n221 bye\r\n"});
+    CHECK(res.sent == "EHLO client.example\r\n"
+                      "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<a@x>\r\n"
+                      "RCPT TO:<b@x>\r\nDATA\r\n<content 1>"
+                      "MAIL FROM:<sender@example.org> SIZE=100\r\nRCPT TO:<b@x>\r\n"
+                      "RCPT TO:<c@x>\r\nDATA\r\n<content 1>QUIT\r\n");
+    for (const auto& r : res.results.at(1).recipients)
+        CHECK(r.status == delivery_status::delivered);
+}
+
+TEST_CASE("452 to every recipient is an ordinary deferral, not a split", "[client_session]")
+{
+    auto res = run_all_splits(plain_options(), {msg(1, {"a@x", "b@x"})},
+                              {"220 mx\r\n" + ehlo_pipelining +
+                               "250 ok\r\n452 4.3.1 full\r\n452 4.3.1 full\r\n554 no valid "
+                               "recipients\r\n221 bye\r\n"});
+    CHECK(res.transactions_finished == 1);
+    for (const auto& r : res.results.at(1).recipients) {
+        CHECK(r.status == delivery_status::deferred);
+        CHECK(r.why.code == 452);
+    }
+}
+
+TEST_CASE("max_recipients_per_transaction splits before the server has to refuse",
+          "[client_session]")
+{
+    auto options = plain_options();
+    options.max_recipients_per_transaction = 2;
+    auto res = run_all_splits(options, {msg(1, {"a@x", "b@x", "c@x"})},
+                              {"220 mx\r\n" + ehlo_pipelining +
+                               "250 ok\r\n250 a\r\n250 b\r\n354 go\r\n250 first\r\n"
+                               "250 ok\r\n550 5.1.1 no c\r\n554 no valid recipients\r\n"
+                               "221 bye\r\n"});
+    CHECK(res.sent.find("RCPT TO:<b@x>\r\nDATA\r\n<content 1>MAIL FROM:<sender@example.org> "
+                        "SIZE=100\r\nRCPT TO:<c@x>\r\nDATA\r\n") != std::string::npos);
+    CHECK(res.transactions_finished == 2);
+    auto& r = res.results.at(1).recipients;
+    REQUIRE(r.size() == 3);
+    CHECK(r[0].status == delivery_status::delivered);
+    CHECK(r[1].status == delivery_status::delivered);
+    CHECK(r[2].status == delivery_status::failed);
+}
+
+TEST_CASE("a split message whose connection drops: the rest deferred, the first part kept",
+          "[client_session]")
+{
+    auto options = plain_options();
+    options.max_recipients_per_transaction = 1;
+    driver d(options, {msg(1, {"a@x", "b@x"})});
+    d.feed("220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 a\r\n354 go\r\n250 first\r\n");
+    d.lose("reset");
+    auto& r = d.result.results.at(1).recipients;
+    REQUIRE(r.size() == 2);
+    CHECK(r[0].status == delivery_status::delivered);
+    CHECK(r[1].status == delivery_status::deferred);
+    CHECK(d.result.results.at(1).last);
+}
+
+TEST_CASE("QUIT before closing after any failure past the greeting", "[client_session]")
+{
+    auto options = plain_options();
+    options.tls = client_tls::implicit;
+    options.auth = client_credentials{"user", "wrong"};
+    driver d(options, {msg(1, {"a@x"})});
+    d.feed("220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n535 5.7.8 bad credentials\r\n");
+    CHECK(d.result.sent.ends_with("QUIT\r\n"));
+    CHECK_FALSE(d.result.finished); // waits (briefly) for the 221
+    CHECK(d.session().waiting_for() == wait_kind::quit);
+    d.feed("221 bye\r\n");
+    REQUIRE(d.result.finished);
+    REQUIRE(d.result.failure);
+    CHECK(d.result.failure->code == 535); // the reason, not the 221
+
+    // STARTTLS refused by the server.
+    auto starttls = plain_options();
+    starttls.tls = client_tls::starttls;
+    auto refused = run(starttls, {msg(1, {"a@x"})},
+                       {"220 mx\r\n250-mx\r\n250 STARTTLS\r\n454 4.7.0 TLS not available\r\n"});
+    CHECK(refused.sent == "EHLO client.example\r\nSTARTTLS\r\nQUIT\r\n");
+    REQUIRE(refused.failure);
+    CHECK(refused.failure->code == 454);
+
+    // Our timeout on a reply: QUIT too, the message in flight unconfirmed after its dot.
+    driver t(plain_options(), {msg(1, {"a@x"})});
+    t.feed("220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n");
+    auto effects = t.session().reply_timed_out("timeout waiting for the reply to the end of data");
+    bool quit = false, unconfirmed = false;
+    for (auto& e : effects) {
+        if (auto* c = std::get_if<send_command>(&e))
+            quit = quit || c->wire == "QUIT\r\n";
+        if (auto* f = std::get_if<message_finished>(&e))
+            unconfirmed = f->result.recipients.at(0).status == delivery_status::unconfirmed;
+    }
+    // QUIT was already pipelined behind the dot, so it is not sent twice.
+    CHECK(t.result.sent.ends_with("<content 1>QUIT\r\n"));
+    CHECK_FALSE(quit);
+    CHECK(unconfirmed);
+
+    // A connection that breaks: no QUIT into a dead channel.
+    driver lost(plain_options(), {msg(1, {"a@x"})});
+    lost.feed("220 mx\r\n" + ehlo_pipelining + "250 ok\r\n");
+    std::string before = lost.result.sent;
+    lost.lose("reset");
+    CHECK(lost.result.sent == before);
+    CHECK(lost.result.finished);
+}
+
+TEST_CASE("content abandoned by the transport is deferred, never unconfirmed", "[client_session]")
+{
+    driver d(plain_options(), {msg(1, {"a@x"})});
+    d.feed("220 mx\r\n" + ehlo_pipelining + "250 ok\r\n250 ok\r\n354 go\r\n");
+    d.session().content_abandoned(1);
+    d.lose("cannot read spooled content");
+    CHECK(d.result.results.at(1).recipients[0].status == delivery_status::deferred);
+}
+
+TEST_CASE("authentication required but not configured: everything deferred, nothing failed",
+          "[client_session]")
+{
+    // Exim: 530 5.7.0 at MAIL.
+    auto exim = run_all_splits(plain_options(), {msg(1, {"a@x", "b@x"}), msg(2, {"c@x"})},
+                               {"220 mx\r\n250-mx\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n"
+                                "530 5.7.0 Authentication required\r\n503 5.5.1 no MAIL\r\n"
+                                "503 5.5.1 no MAIL\r\n503 5.5.1 no valid recipients\r\n"
+                                "221 bye\r\n"});
+    REQUIRE(exim.finished);
+    REQUIRE(exim.failure);
+    CHECK(exim.failure->is_transient_failure());
+    CHECK(exim.results.count(2) == 0); // never offered
+    for (const auto& r : exim.results.at(1).recipients)
+        CHECK(r.status == delivery_status::deferred);
+    CHECK(exim.sent.ends_with("DATA\r\nQUIT\r\n"));
+
+    // Postfix (permit_sasl_authenticated, smtpd_delay_reject): 554 5.7.1 at RCPT.
+    driver postfix(plain_options(), {msg(1, {"a@x"})});
+    postfix.feed("220 mx\r\n250-mx\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n250 2.1.0 Ok\r\n"
+                 "554 5.7.1 <a@x>: Relay access denied\r\n");
+    postfix.feed("554 5.5.1 Error: no valid recipients\r\n221 2.0.0 Bye\r\n");
+    REQUIRE(postfix.result.finished);
+    CHECK(postfix.result.results.at(1).recipients[0].status == delivery_status::deferred);
+
+    // With AUTH configured (or from a server that offers none), a 5.7.1 is the recipient's.
+    auto no_auth_offered = run(plain_options(), {msg(1, {"a@x"})},
+                               {"220 mx\r\n" + ehlo_pipelining +
+                                "250 ok\r\n554 5.7.1 <a@x>: Recipient address rejected\r\n"
+                                "554 5.5.1 no valid recipients\r\n221 bye\r\n"});
+    CHECK(no_auth_offered.results.at(1).recipients[0].status == delivery_status::failed);
+    CHECK_FALSE(no_auth_offered.failure);
 }

@@ -113,9 +113,9 @@ TEST_CASE("apply_result: 2xx delivered, 4xx pending with the reply, 5xx failed",
 
     smtp::message_result result{9, true, {}};
     result.recipients = {
-        {"ok@x", smtp::delivery_status::delivered, {250, "2.0.0", {"ok"}}},
-        {"later@x", smtp::delivery_status::deferred, {450, "4.2.0", {"busy"}}},
-        {"gone@x", smtp::delivery_status::failed, {550, "5.1.1", {"no such user"}}}};
+        {0, "ok@x", smtp::delivery_status::delivered, {250, "2.0.0", {"ok"}}},
+        {1, "later@x", smtp::delivery_status::deferred, {450, "4.2.0", {"busy"}}},
+        {2, "gone@x", smtp::delivery_status::failed, {550, "5.1.1", {"no such user"}}}};
     auto failed = apply_result(env, sent, result, 1700000500);
     REQUIRE(failed.size() == 1);
     CHECK(failed[0].address == "gone@x");
@@ -150,6 +150,21 @@ TEST_CASE("expiry fails the pending recipients with 4.4.7", "[dsn]")
     CHECK_FALSE(env.has_pending());
     CHECK(env.recipients[3].state == spool::recipient_state::delivered);
     CHECK_FALSE(is_expired(env, env.queued_at + 10 * 86400, std::chrono::seconds(100)));
+}
+
+TEST_CASE("DSN: Remote-MTA names a host by name and an address as an address literal", "[dsn]")
+{
+    dsn_request r;
+    r.reporting_host = "client.example";
+    r.queue_id = "0005f0e1a2b3c4d5-00001234-0001";
+    r.sender = "alice@example.org";
+    r.recipients = {{"gone@x", "5.1.1", "550 5.1.1 no such user", true}};
+    r.remote_host = "127.0.0.1";
+    CHECK(make_dsn(r).find("Remote-MTA: dns; [127.0.0.1]\r\n") != std::string::npos);
+    r.remote_host = "::1";
+    CHECK(make_dsn(r).find("Remote-MTA: dns; [IPv6:::1]\r\n") != std::string::npos);
+    r.remote_host = "smtp.example.net";
+    CHECK(make_dsn(r).find("Remote-MTA: dns; smtp.example.net\r\n") != std::string::npos);
 }
 
 TEST_CASE("DSN: a delay warning says delayed and until when it is retried", "[dsn]")

@@ -243,3 +243,18 @@ TEST_CASE("fix_header adds Date, Message-ID and From when missing and removes Bc
     CHECK_FALSE(fixed.added_from);
     CHECK_FALSE(fixed.added_message_id);
 }
+
+TEST_CASE("fix_header removes Resent-Bcc, Content-Length and Return-Path as Postfix cleanup does")
+{
+    submission_fix fix{"me@example.org", "Me", "<id@host>", 0};
+    std::vector<header_field> fields{{"From", "From: x@y\r\n"},
+                                     {"Date", "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"},
+                                     {"Message-ID", "Message-ID: <a@b>\r\n"},
+                                     {"Resent-Bcc", "resent-bcc: hidden@y\r\n"},
+                                     {"Content-Length", "Content-Length: 12\r\n"},
+                                     {"Return-Path", "Return-Path: <forged@z>\r\n"},
+                                     {"To", "To: a@x\r\n"}};
+    auto fixed = fix_header(fields, fix);
+    CHECK(fixed.text ==
+          "From: x@y\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <a@b>\r\nTo: a@x\r\n");
+}

@@ -68,10 +68,10 @@ struct fixture {
     }
 };
 
-smtp::recipient_result outcome(const std::string& address, smtp::delivery_status status,
-                               smtp::reply why)
+smtp::recipient_result outcome(std::size_t index, const std::string& address,
+                               smtp::delivery_status status, smtp::reply why)
 {
-    return {address, status, std::move(why)};
+    return {index, address, status, std::move(why)};
 }
 
 const smtp::reply accepted{250, "2.1.5", {"ok"}};
@@ -92,7 +92,7 @@ smtp::message_result relay_next(queue_relay& relay, const std::vector<smtp::repl
         const auto status = r.is_positive()            ? smtp::delivery_status::delivered
                             : r.is_permanent_failure() ? smtp::delivery_status::failed
                                                        : smtp::delivery_status::deferred;
-        result.recipients.push_back(outcome(job->message.recipients[i], status, r));
+        result.recipients.push_back(outcome(i, job->message.recipients[i], status, r));
     }
     relay.finished(result);
     return result;
@@ -291,4 +291,50 @@ TEST_CASE("entries go out in arrival order")
     REQUIRE(b.has_value());
     CHECK(a->message.recipients.front() == "one@example.net");
     CHECK(b->message.recipients.front() == "two@example.net");
+}
+
+TEST_CASE("a message split over transactions records each part before the next goes out")
+{
+    fixture f;
+    const std::string id = f.queue({"bob@example.net", "carol@example.net", "dave@example.net"});
+    queue_relay relay(f.spool, f.options());
+    auto job = relay.next();
+    REQUIRE(job.has_value());
+    // First transaction: bob delivered, carol refused for good; dave follows (last == false).
+    smtp::message_result first{job->message.tag, true, {}, false};
+    first.recipients.push_back(
+        outcome(0, "bob@example.net", smtp::delivery_status::delivered, accepted));
+    first.recipients.push_back(
+        outcome(1, "carol@example.net", smtp::delivery_status::failed, unknown_user));
+    relay.finished(first);
+    auto on_disk = f.spool.load(area::queue, id);
+    REQUIRE(on_disk.has_value());
+    // The delivery is on disk (a crash now never sends bob a second copy); carol's failure
+    // waits for the one notification at the end, so it is still pending on disk.
+    CHECK(on_disk->recipients[0].state == recipient_state::delivered);
+    CHECK(on_disk->recipients[1].state == recipient_state::pending);
+    CHECK(on_disk->recipients[2].state == recipient_state::pending);
+    CHECK(relay.bounces() == 0);
+
+    smtp::message_result second{job->message.tag, true, {}, true};
+    second.recipients.push_back(
+        outcome(2, "dave@example.net", smtp::delivery_status::failed, unknown_user));
+    relay.finished(second);
+    CHECK(relay.bounces() == 1); // one notification for carol and dave
+    CHECK(relay.failed() == 1);
+    CHECK(f.spool.list(area::queue).size() == 1); // the notification itself
+}
+
+TEST_CASE("the content source starts over for each transaction")
+{
+    fixture f;
+    f.queue({"bob@example.net"});
+    queue_relay relay(f.spool, f.options());
+    auto job = relay.next();
+    REQUIRE(job.has_value());
+    job->content->start(false);
+    CHECK(job->content->read(4096) == content);
+    CHECK(job->content->read(4096).empty());
+    job->content->start(true);
+    CHECK(job->content->read(4096) == content);
 }

@@ -5,4 +5,5 @@ target_sources(unit_tests PRIVATE
   unit/relay_settings_test.cpp
   unit/relay_credentials_test.cpp
   unit/secret_command_test.cpp
+  unit/seven_bit_content_test.cpp
 )

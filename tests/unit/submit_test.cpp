@@ -157,3 +157,15 @@ TEST_CASE("refusals leave nothing in the spool and carry sysexits codes")
     CHECK(f.spool.list(spool::area::queue).size() == 1); // only the one accepted above
     CHECK(std::filesystem::is_empty(f.dir.path() / "spool" / "tmp"));
 }
+
+TEST_CASE("max-recipients applies to sendmail as to leafmaild")
+{
+    fixture f;
+    f.settings.receiver.max_recipients = 3;
+    CHECK(exit_of(f, "Subject: s\n\nbody\n", {"a@x.org", "b@x.org", "c@x.org"}) == 0);
+    CHECK(exit_of(f, "To: a@x.org, b@x.org\nCc: c@x.org, d@x.org\n\nbody\n", {"-t"}) ==
+          exit_status::data_error);
+    CHECK(exit_of(f, "Subject: s\n\nbody\n", {"a@x.org", "b@x.org", "c@x.org", "d@x.org"}) ==
+          exit_status::data_error);
+    CHECK(f.spool.list(spool::area::queue).size() == 1); // nothing stored for the refused
+}

@@ -17,11 +17,15 @@
 
 namespace leafmail::net {
 
-/// A message's content as stored (not yet dot-stuffed), read once from start to end.
+/// A message's content as it goes out (not yet dot-stuffed), read from start to end.
 class content_source {
 public:
     virtual ~content_source() = default;
     [[nodiscard]] virtual std::uint64_t size() const = 0;
+    /// Before each transmission: back to the first octet (a message with more recipients than
+    /// one transaction takes goes more than once). needs_seven_bit: the server did not offer
+    /// 8BITMIME (RFC 6152 section 3), the content must be made 7-bit where it can be.
+    virtual void start(bool needs_seven_bit) = 0;
     /// Up to max bytes; an empty string at the end. Throws when the content cannot be read:
     /// the connection then drops instead of ending the message with the final dot.
     [[nodiscard]] virtual std::string read(std::size_t max) = 0;
@@ -57,10 +61,11 @@ struct relay_endpoint {
 struct relay_connection_result {
     bool connected = false; // TCP (and implicit TLS) came up
     std::size_t messages_finished = 0;
-    std::size_t messages_attempted = 0; // with MAIL sent
-    std::optional<smtp::reply> failure; // why the connection failed; none after a clean QUIT
-    std::string tls_version;            // "TLSv1.3" once TLS is up; empty without TLS
-    std::string auth_mechanism;         // the AUTH mechanism that succeeded; empty without AUTH
+    std::size_t messages_attempted = 0;   // with MAIL sent
+    std::optional<smtp::reply> failure;   // why the connection failed; none after a clean QUIT
+    std::string tls_version;              // "TLSv1.3" once TLS is up; empty without TLS
+    std::string auth_mechanism;           // the AUTH mechanism that succeeded; empty without AUTH
+    bool authentication_required = false; // refused for want of AUTH we are not configured for
 };
 
 /// Runs one connection to the end on its own io_context (blocking the calling thread).

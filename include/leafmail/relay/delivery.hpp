@@ -17,8 +17,9 @@ namespace leafmail::relay {
 [[nodiscard]] smtp::outgoing_message outgoing_for(const spool::envelope& env, std::uint64_t tag,
                                                   std::vector<std::size_t>& sent_indexes);
 
-/// Applies an attempt's results (recipients in the order of outgoing_for()). 2xx delivered,
-/// 5xx failed, anything else stays pending; attempts and the last reply are recorded for
+/// Applies one transaction's results (each recipient_result::index is a position in the
+/// message outgoing_for() made). 2xx delivered, 5xx failed, anything else (unconfirmed
+/// included) stays pending; attempts and the last reply are recorded for
 /// every recipient the attempt reached. Returns the recipients that failed now.
 std::vector<failed_recipient> apply_result(spool::envelope& env,
                                            const std::vector<std::size_t>& sent_indexes,

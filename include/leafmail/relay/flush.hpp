@@ -39,6 +39,9 @@ struct flush_summary {
     std::size_t failed = 0;        // entries moved to failed/ (each with a bounce when allowed)
     std::size_t bounces = 0;       // notifications created
     std::size_t delay_notices = 0; // "delayed" warnings created (warn-after)
+    // Entries whose final dot went out without a reply before the connection ended: they
+    // may have been delivered and stay pending (counted in deferred too).
+    std::size_t unconfirmed = 0;
     /// The earliest scheduled attempt among the entries this flush left pending (Unix
     /// seconds), 0 when none is known.
     std::int64_t next_attempt_at = 0;
@@ -47,6 +50,7 @@ struct flush_summary {
     bool smarthost_unreachable = false;
     std::size_t routes_deferred = 0; // routes that could not be used (secret, connection, AUTH)
     bool connected = false;          // at least one connection reached the smarthost
+    bool authentication_required = false; // the smarthost wants AUTH, none is configured
     /// Why a connection failed before any message went out (unreachable, TLS, greeting,
     /// AUTH); empty when none did.
     std::string connection_failure;
@@ -67,7 +71,7 @@ struct flush_summary {
 /// lock could not be had.
 [[nodiscard]] int exit_status_of(const flush_summary& summary);
 
-/// "sent N, deferred N, failed N in X s"
+/// "sent N, deferred N, failed N in X s", with ", unconfirmed N" before " in" when N > 0
 [[nodiscard]] std::string summary_line(const flush_summary& summary);
 
 } // namespace leafmail::relay

@@ -72,6 +72,8 @@ public:
 
     /// Entries seen by this flush that are still waiting in queue/.
     [[nodiscard]] std::size_t count_still_pending() const;
+    /// Of those, the ones a transaction left unconfirmed (final dot sent, no reply).
+    [[nodiscard]] std::size_t count_unconfirmed() const;
 
     [[nodiscard]] std::size_t sent() const;    // entries whose every recipient was delivered
     [[nodiscard]] std::size_t failed() const;  // entries moved to failed/
@@ -84,6 +86,7 @@ private:
         spool::file_lock lock; // held from load to settle: no other tool changes the entry
         std::vector<std::size_t> sent_indexes;
         std::optional<spool::content_reader> content;
+        std::vector<failed_recipient> newly_failed = {}; // by this run's transactions so far
     };
 
     std::optional<spool::envelope> load(const std::string& id);
@@ -104,6 +107,7 @@ private:
     std::deque<std::string> ids_;
     std::unordered_set<std::string> known_;
     std::unordered_set<std::string> not_taken_; // another route's entries
+    std::unordered_set<std::string> unconfirmed_ids_;
     std::optional<job> ready_;
     std::map<std::uint64_t, job> active_;
     std::uint64_t next_tag_ = 1;

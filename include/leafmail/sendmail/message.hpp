@@ -101,7 +101,8 @@ struct fixed_header {
 };
 
 /// RFC 6409 section 8: adds Date:, Message-ID: and From: when missing (after the existing
-/// fields); removes Bcc: (its addresses stay in to_cc_bcc for -t); keeps the rest unchanged.
+/// fields); removes Bcc: (its addresses stay in to_cc_bcc for -t), Resent-Bcc:,
+/// Content-Length: and Return-Path:; keeps the rest unchanged.
 [[nodiscard]] fixed_header fix_header(const std::vector<header_field>& fields,
                                       const submission_fix& fix);
 

@@ -101,6 +101,8 @@ public:
     [[nodiscard]] std::uint64_t size() const { return size_; }
     /// Reads up to max bytes; returns an empty string at the end of the content.
     [[nodiscard]] std::string read(std::size_t max);
+    /// Back to the first octet (a message sent again in another transaction).
+    void rewind() { offset_ = 0; }
 
 private:
     friend class spool;

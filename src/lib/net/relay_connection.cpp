@@ -21,6 +21,9 @@ constexpr std::size_t content_block = 64 * 1024;
 // Commands and content gathered beyond this are written before more is added.
 constexpr std::size_t write_threshold = 64 * 1024;
 constexpr std::size_t read_block = 16 * 1024;
+// The wait for the 221 to a QUIT after a failure, and for the peer's TLS close_notify: the
+// connection has failed already, it need not hold the flush for a full reply timeout.
+constexpr std::chrono::seconds closing_wait{10};
 
 /// The job source failed (a spool error): end the flush, do not blame the smarthost.
 struct job_source_error : std::runtime_error {
@@ -50,18 +53,34 @@ public:
             co_return;
         }
         result.connected = true;
-        std::optional<std::string> lost;
         std::exception_ptr source_failure;
-        try {
-            co_await converse();
-        } catch (const job_source_error&) {
-            source_failure = std::current_exception();
-        } catch (const std::exception& e) {
-            // Any I/O error or timeout ends the session through this one boundary.
-            lost = timed_out_ ? timeout_text() : std::string(e.what());
+        // Bounded: each round either ends the session or turns a timeout into its QUIT, and
+        // the session times out at most once before it is finished.
+        for (int round = 0; round < 3 && !session_.is_finished() && !source_failure; ++round) {
+            std::optional<std::string> lost;
+            try {
+                co_await converse();
+            } catch (const job_source_error&) {
+                source_failure = std::current_exception();
+            } catch (const std::exception& e) {
+                // Any I/O error or timeout ends the session through this one boundary.
+                lost = timed_out_ ? timeout_text() : std::string(e.what());
+            }
+            if (!lost || source_failure)
+                break;
+            try {
+                // A timeout while waiting for a reply leaves the channel in step: the session
+                // says QUIT (the next round sends it). Anything else broke the channel.
+                if (timed_out_ && reading_ && round == 0 && stream_.lowest_layer().is_open())
+                    co_await handle(session_.reply_timed_out(*lost));
+                else
+                    co_await handle(session_.connection_lost(*lost));
+            } catch (const job_source_error&) {
+                source_failure = std::current_exception();
+            }
         }
-        if (lost && !source_failure)
-            co_await handle(session_.connection_lost(*lost));
+        if (!source_failure)
+            co_await shutdown_tls();
         stop_watchdog();
         close();
         if (source_failure)
@@ -80,8 +99,17 @@ public:
             if (stopped_)
                 break;
             if (clock_type::now() >= deadline_) {
-                timed_out_ = true;
                 resolver_.cancel();
+                if (!timed_out_ && reading_) {
+                    // The first timeout on a reply only interrupts the read: the session may
+                    // still say QUIT. Any later one, or one in a write, closes the socket.
+                    timed_out_ = true;
+                    boost::system::error_code ignored;
+                    stream_.lowest_layer().cancel(ignored);
+                    deadline_ = clock_type::time_point::max();
+                    continue;
+                }
+                timed_out_ = true;
                 close();
                 break;
             }
@@ -109,6 +137,18 @@ private:
     {
         boost::system::error_code ignored;
         stream_.lowest_layer().close(ignored);
+    }
+
+    /// RFC 8446 section 6.1 (and RFC 5246 7.2.1): end TLS with close_notify so the server sees
+    /// a proper end rather than a truncation (Exim: "TLS connection was non-properly
+    /// terminated"). The peer's answering close_notify is waited for briefly, never needed.
+    awaitable<void> shutdown_tls()
+    {
+        if (!tls_active_ || !stream_.lowest_layer().is_open())
+            co_return;
+        arm(closing_wait, "closing TLS");
+        boost::system::error_code ignored;
+        co_await stream_.async_shutdown(asio::redirect_error(use_awaitable, ignored));
     }
 
     std::string timeout_text() const { return "timeout " + waiting_for_; }
@@ -186,6 +226,9 @@ private:
         case smtp::wait_kind::final_dot:
             arm(endpoint_.data_timeout, "waiting for the reply to the end of data");
             break;
+        case smtp::wait_kind::quit:
+            arm(std::min(endpoint_.timeout, closing_wait), "waiting for the reply to QUIT");
+            break;
         default:
             arm(endpoint_.timeout, "waiting for a reply");
             break;
@@ -194,10 +237,14 @@ private:
 
     awaitable<std::size_t> read_some(std::string& buffer)
     {
+        reading_ = true;
+        std::size_t n = 0;
         if (tls_active_)
-            co_return co_await stream_.async_read_some(asio::buffer(buffer), use_awaitable);
-        co_return co_await stream_.next_layer().async_read_some(asio::buffer(buffer),
-                                                                use_awaitable);
+            n = co_await stream_.async_read_some(asio::buffer(buffer), use_awaitable);
+        else
+            n = co_await stream_.next_layer().async_read_some(asio::buffer(buffer), use_awaitable);
+        reading_ = false;
+        co_return n;
     }
 
     awaitable<void> flush()
@@ -257,9 +304,10 @@ private:
                     co_await handle(session_.no_more_messages());
                 }
             } else if (auto* content = std::get_if<smtp::send_message_content>(&effect)) {
-                co_await send_content(content->tag);
+                co_await send_content(content->tag, content->needs_seven_bit);
             } else if (auto* done = std::get_if<smtp::message_finished>(&effect)) {
-                contents_.erase(done->result.tag);
+                if (done->result.last)
+                    contents_.erase(done->result.tag);
                 ++result.messages_finished;
                 if (done->result.attempted)
                     ++result.messages_attempted;
@@ -270,16 +318,20 @@ private:
                 }
             } else if (auto* finished = std::get_if<smtp::connection_finished>(&effect)) {
                 result.failure = finished->failure;
+                result.authentication_required = finished->authentication_required;
             }
         }
     }
 
-    awaitable<void> send_content(std::uint64_t tag)
+    awaitable<void> send_content(std::uint64_t tag, bool needs_seven_bit)
     {
         auto it = contents_.find(tag);
         if (it == contents_.end())
             throw std::logic_error("content of an unknown message requested");
         content_source& reader = *it->second;
+        // From the first octet (the same message may go again, for recipients of a later
+        // transaction), made 7-bit where it must be.
+        reader.start(needs_seven_bit);
         smtp::dot_stuffer stuffer;
         if (endpoint_.verbose)
             log::debug("C: <content of " + std::to_string(reader.size()) + " octets>");
@@ -290,6 +342,7 @@ private:
             } catch (const std::exception& e) {
                 // Never end a message that could not be read whole with the final dot: the
                 // connection is dropped instead, so the server discards the partial message.
+                session_.content_abandoned(tag);
                 throw std::runtime_error(std::string("cannot read spooled content: ") + e.what());
             }
             if (block.empty())
@@ -299,7 +352,6 @@ private:
                 co_await flush();
         }
         stuffer.finish(out_); // CRLF "." CRLF, RFC 5321 section 4.1.1.4
-        contents_.erase(it);
     }
 
     asio::ssl::stream<tcp::socket> stream_;
@@ -309,6 +361,7 @@ private:
     clock_type::time_point armed_for_ = clock_type::time_point::max();
     std::string waiting_for_;
     bool timed_out_ = false;
+    bool reading_ = false; // a read is waiting for the server (a timeout there may QUIT)
     bool stopped_ = false;
     bool tls_active_ = false;
     relay_endpoint endpoint_;

@@ -27,10 +27,11 @@ std::vector<failed_recipient> apply_result(spool::envelope& env,
                                            const smtp::message_result& result, std::int64_t now)
 {
     std::vector<failed_recipient> failed;
-    assert(result.recipients.size() == sent_indexes.size());
-    for (std::size_t k = 0; k < result.recipients.size() && k < sent_indexes.size(); ++k) {
-        spool::recipient& rcpt = env.recipients.at(sent_indexes[k]);
-        const smtp::recipient_result& r = result.recipients[k];
+    for (const smtp::recipient_result& r : result.recipients) {
+        assert(r.index < sent_indexes.size());
+        if (r.index >= sent_indexes.size())
+            continue;
+        spool::recipient& rcpt = env.recipients.at(sent_indexes[r.index]);
         // Only an attempt that reached the smarthost counts (RFC 5321 section 4.5.4.1 retry
         // bookkeeping); a refusal we made ourselves (SIZE) is recorded the same way.
         rcpt.attempts += 1;
@@ -46,6 +47,7 @@ std::vector<failed_recipient> apply_result(spool::envelope& env,
             failed.push_back({rcpt.address, status_of(r.why), rcpt.last_reply, result.attempted});
             break;
         case smtp::delivery_status::deferred:
+        case smtp::delivery_status::unconfirmed: // may have arrived: stays pending (at-least-once)
             break;
         }
     }

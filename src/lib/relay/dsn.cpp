@@ -2,11 +2,25 @@
 
 #include "leafmail/trace.hpp"
 
+#include <arpa/inet.h>
 #include <ctime>
 
 namespace leafmail::relay {
 
 namespace {
+
+/// RFC 3464 section 2.3.5: the dns name-type holds a host name. A smarthost configured by
+/// address is written as an address literal (RFC 5321 section 4.1.3), never as a name.
+std::string remote_mta_name(const std::string& host)
+{
+    in_addr v4{};
+    in6_addr v6{};
+    if (::inet_pton(AF_INET, host.c_str(), &v4) == 1)
+        return "[" + host + "]";
+    if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1)
+        return "[IPv6:" + host + "]";
+    return host;
+}
 
 // RFC 5322 section 2.1.1: lines must stay under 998 octets; replies are cut well below.
 constexpr std::size_t max_diagnostic = 900;
@@ -113,7 +127,7 @@ std::string make_dsn(const dsn_request& r)
         m += std::string(r.delayed ? "Action: delayed" : "Action: failed") + crlf;
         m += "Status: " + f.status + crlf;
         if (!r.remote_host.empty() && f.from_smarthost)
-            m += "Remote-MTA: dns; " + r.remote_host + crlf;
+            m += "Remote-MTA: dns; " + remote_mta_name(r.remote_host) + crlf;
         if (!f.diagnostic.empty())
             m += std::string(f.from_smarthost ? "Diagnostic-Code: smtp; "
                                               : "Diagnostic-Code: X-leafmail; ") +

@@ -122,6 +122,20 @@ bool relay_route(route_plan& plan, queue_relay& source, const flush_options& opt
                 usable = false;
                 break;
             }
+            if (r.authentication_required) {
+                // Our configuration's fault: every message waits, nothing bounces (the core
+                // deferred them), and the operator gets one line saying what to set.
+                log::error(log::fields({{"event", "authentication-required"},
+                                        {"route", plan.name},
+                                        {"relay", relay_name},
+                                        {"hint", "the smarthost requires AUTH: set auth-user and "
+                                                 "auth-password-file"}}));
+                std::lock_guard lock(summary_mutex);
+                summary.authentication_required = true;
+                summary.connection_failure = why;
+                usable = false;
+                break;
+            }
             // A connection that failed before any message went out would fail again the same
             // way (authentication, TLS, a refusing greeting): stop, the rest waits.
             if (r.failure && r.messages_attempted == 0) {
@@ -245,6 +259,7 @@ flush_summary run_flush(const config& settings, const flush_options& options)
         summary.failed += source.failed();
         summary.bounces += source.bounces();
         summary.delay_notices += source.delay_notices();
+        summary.unconfirmed += source.count_unconfirmed();
         if (const std::int64_t next = source.next_attempt_at();
             next != 0 && (summary.next_attempt_at == 0 || next < summary.next_attempt_at))
             summary.next_attempt_at = next;
@@ -323,9 +338,12 @@ std::string summary_line(const flush_summary& summary)
 {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.2f", summary.seconds);
-    return "sent " + std::to_string(summary.sent) + ", deferred " +
-           std::to_string(summary.deferred) + ", failed " + std::to_string(summary.failed) +
-           " in " + seconds + " s";
+    std::string line = "sent " + std::to_string(summary.sent) + ", deferred " +
+                       std::to_string(summary.deferred) + ", failed " +
+                       std::to_string(summary.failed);
+    if (summary.unconfirmed > 0)
+        line += ", unconfirmed " + std::to_string(summary.unconfirmed);
+    return line + " in " + seconds + " s";
 }
 
 } // namespace leafmail::relay

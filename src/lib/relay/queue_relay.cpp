@@ -5,6 +5,7 @@
 #include "leafmail/aliases.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/relay/delivery.hpp"
+#include "leafmail/relay/seven_bit_content.hpp"
 #include "leafmail/smtp/reply_parser.hpp"
 #include "leafmail/spool/queue_id.hpp"
 
@@ -26,19 +27,71 @@ std::string_view to_string(smtp::delivery_status s)
         return "deferred";
     case smtp::delivery_status::failed:
         return "failed";
+    case smtp::delivery_status::unconfirmed:
+        return "unconfirmed";
     }
     return "deferred";
 }
 
-// An entry's content as the connection reads it: net/ knows no spool.
+// An entry's content as the connection reads it: net/ knows no spool. What goes out is
+// filtered (seven_bit_content.hpp): no line over 998 octets, and 8-bit MIME parts made
+// quoted-printable for a smarthost without 8BITMIME.
 class spooled_content : public net::content_source {
 public:
-    explicit spooled_content(spool::content_reader reader) : reader_(std::move(reader)) {}
+    spooled_content(spool::content_reader reader, std::string id)
+        : reader_(std::move(reader)), id_(std::move(id))
+    {
+    }
     [[nodiscard]] std::uint64_t size() const override { return reader_.size(); }
-    [[nodiscard]] std::string read(std::size_t max) override { return reader_.read(max); }
+
+    void start(bool needs_seven_bit) override
+    {
+        reader_.rewind();
+        filter_.emplace(content_filter_options{!needs_seven_bit});
+        pending_.clear();
+        ended_ = false;
+    }
+
+    [[nodiscard]] std::string read(std::size_t max) override
+    {
+        if (!filter_)
+            start(false);
+        while (pending_.empty() && !ended_) {
+            std::string block = reader_.read(max);
+            if (block.empty()) {
+                filter_->finish(pending_);
+                ended_ = true;
+                report();
+                break;
+            }
+            filter_->put(block, pending_);
+        }
+        return std::exchange(pending_, std::string());
+    }
 
 private:
+    void report() const
+    {
+        if (filter_->sent_8bit_unconverted())
+            log::warning(log::fields(
+                {{"event", "eight-bit-unconverted"},
+                 {"id", id_},
+                 {"reason", "8-bit content that cannot be encoded (no MIME-Version, a header, a "
+                            "message/* part) sent to a smarthost without 8BITMIME "
+                            "(RFC 6152 section 3)"}}));
+        if (filter_->lines_broken() > 0 || filter_->parts_converted() > 0)
+            log::info(log::fields(
+                {{"event", "content-changed"},
+                 {"id", id_},
+                 {"lines-broken", std::to_string(filter_->lines_broken())},
+                 {"parts-quoted-printable", std::to_string(filter_->parts_converted())}}));
+    }
+
     spool::content_reader reader_;
+    std::string id_;
+    std::optional<content_filter> filter_;
+    std::string pending_;
+    bool ended_ = false;
 };
 
 // RFC 3464 section 2.3.4: a delayed recipient's Status is a 4.x.x code, taken from the last
@@ -86,7 +139,7 @@ std::optional<net::relay_job> queue_relay::next()
     job j = std::move(*ready_);
     ready_.reset();
     net::relay_job out{outgoing_for(j.env, tag, j.sent_indexes),
-                       std::make_unique<spooled_content>(std::move(*j.content))};
+                       std::make_unique<spooled_content>(std::move(*j.content), j.id)};
     // Providers refuse or rewrite mail whose sender is not the account: a local sender
     // (root@laptop, cron's "www-data") gets the route's address. The null sender of a
     // notification is not local and stays <> (RFC 5321 section 4.5.5).
@@ -105,19 +158,36 @@ void queue_relay::finished(const smtp::message_result& result)
     auto it = active_.find(result.tag);
     if (it == active_.end())
         return;
-    job j = std::move(it->second);
-    active_.erase(it);
+    job& j = it->second;
     const std::int64_t now = options_.now();
-    for (const auto& r : result.recipients)
+    for (const auto& r : result.recipients) {
+        if (r.status == smtp::delivery_status::unconfirmed)
+            unconfirmed_ids_.insert(j.id);
         log::info(log::fields({{"event", to_string(r.status)},
                                {"id", j.id},
                                {"to", "<" + r.address + ">"},
                                {"relay", options_.relay_name},
                                {"reply", r.why.to_string()}}));
-    const auto newly_failed = apply_result(j.env, j.sent_indexes, result, now);
+    }
+    const auto now_failed = apply_result(j.env, j.sent_indexes, result, now);
+    j.newly_failed.insert(j.newly_failed.end(), now_failed.begin(), now_failed.end());
+    if (!result.last) {
+        // More of its recipients follow in another transaction. The deliveries are recorded
+        // now, so that a crash never sends them again; this run's failures stay pending on
+        // disk until the last transaction, when one notification covers them all (committed
+        // before the state that says "failed", as in settle()).
+        spool::envelope on_disk = j.env;
+        for (std::size_t index : j.sent_indexes)
+            if (on_disk.recipients[index].state == spool::recipient_state::failed)
+                on_disk.recipients[index].state = spool::recipient_state::pending;
+        spool_.save_state(spool::area::queue, on_disk);
+        return;
+    }
     if (j.env.has_pending())
         schedule_next_attempt(j.env, now);
-    settle(j, newly_failed, now, options_.remote_host);
+    job done = std::move(j);
+    active_.erase(it);
+    settle(done, done.newly_failed, now, options_.remote_host);
 }
 
 void queue_relay::expire_old_entries()
@@ -138,6 +208,16 @@ void queue_relay::expire_old_entries()
         job j{id, std::move(*env), std::move(*entry_lock), {}, std::nullopt};
         expire_job(j, now);
     }
+}
+
+std::size_t queue_relay::count_unconfirmed() const
+{
+    std::lock_guard lock(mutex_);
+    std::size_t n = 0;
+    for (const auto& id : spool_.list(spool::area::queue))
+        if (unconfirmed_ids_.count(id))
+            ++n;
+    return n;
 }
 
 void queue_relay::warn_delayed_entries()

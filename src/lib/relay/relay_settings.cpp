@@ -29,6 +29,7 @@ smtp::client_options client_options_for(const config& settings)
     o.tls = relay.tls;
     o.auth_over_plaintext = relay.auth_over_plaintext;
     o.max_messages = relay.max_messages_per_connection;
+    o.max_recipients_per_transaction = relay.max_recipients_per_transaction;
     o.hmac_md5 = net::hmac_md5;
     o.auth_mechanisms = relay.auth_mechanisms;
     if (!relay.auth_user.empty())

@@ -9,4 +9,5 @@ set(leafmail_relay_sources
   ${CMAKE_CURRENT_LIST_DIR}/queue_relay.cpp
   ${CMAKE_CURRENT_LIST_DIR}/relay_settings.cpp
   ${CMAKE_CURRENT_LIST_DIR}/secret_command.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/seven_bit_content.cpp
 )

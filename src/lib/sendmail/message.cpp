@@ -384,8 +384,12 @@ fixed_header fix_header(const std::vector<header_field>& fields, const submissio
             for (auto& address : parse_address_list(field.value()))
                 result.to_cc_bcc.push_back(std::move(address));
         }
-        // Blind copies must not show: the field goes, its addresses stay in the envelope.
-        if (!field.is("Bcc"))
+        // Blind copies must not show: the field goes, its addresses stay in the envelope
+        // (RFC 5322 section 3.6.3; Resent-Bcc: section 3.6.6). Content-Length: and Return-Path:
+        // from a local program are stale or forged: Return-Path: is the final MTA's to add
+        // (RFC 5321 section 4.4), as Postfix's cleanup removes both.
+        if (!field.is("Bcc") && !field.is("Resent-Bcc") && !field.is("Content-Length") &&
+            !field.is("Return-Path"))
             result.text += field.raw;
     }
     // RFC 6409 section 8.1-8.3 (and RFC 5322 3.6: Date and From are required).

@@ -118,6 +118,13 @@ submission_result submit_message(spool::spool& spool, const config& settings,
                                    options.extract_recipients
                                        ? "no recipients in To:, Cc:, Bcc: or the arguments"
                                        : "no recipients given (name them as arguments, or use -t)");
+        // The same limit leafmaild applies at RCPT (452 beyond it): one way in, one limit.
+        if (result.recipients.size() > settings.receiver.max_recipients)
+            throw submission_error(
+                exit_status::data_error,
+                "too many recipients: " + std::to_string(result.recipients.size()) +
+                    " (max-recipients is " + std::to_string(settings.receiver.max_recipients) +
+                    ")");
         try {
             writer.emplace(
                 intake::begin_entry(spool, {settings.hostname, settings.receiver.min_free_space},

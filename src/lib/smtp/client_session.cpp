@@ -195,8 +195,16 @@ void client_session::drain(std::vector<client_effect>& out)
             break;
         on_reply(*r, out);
     }
-    if (parser_.has_error() && phase_ != phase::finished)
-        fail(local_reply(451, "4.5.0", "protocol error from smarthost: " + parser_.error()), out);
+    if (parser_.has_error() && phase_ != phase::finished) {
+        // Nothing more can be read: results for what is in flight, QUIT (unless it went out
+        // already), and the close ends it without waiting for a reply we could not parse.
+        if (!failure_ || !in_flight_.empty())
+            fail(local_reply(451, "4.5.0", "protocol error from smarthost: " + parser_.error()),
+                 out);
+        phase_ = phase::finished;
+        expected_.clear();
+        out.push_back(connection_finished{failure_, authentication_required_});
+    }
 }
 
 std::vector<client_effect> client_session::tls_established()
@@ -228,22 +236,22 @@ std::vector<client_effect> client_session::message(outgoing_message next)
     // RFC 1870 section 6.1: a message over the server's declared limit is not sent; it would
     // be refused after the whole transfer anyway. This is a permanent failure.
     if (capabilities_.size_limit && next.size > *capabilities_.size_limit) {
-        message_result result{next.tag, false, {}};
+        message_result result{next.tag, false, {}, true};
         reply why = local_reply(552, "5.3.4",
                                 "message size " + std::to_string(next.size) +
                                     " exceeds the smarthost's limit of " +
                                     std::to_string(*capabilities_.size_limit));
-        for (auto& rcpt : next.recipients)
-            result.recipients.push_back({rcpt, delivery_status::failed, why});
+        for (std::size_t i = 0; i < next.recipients.size(); ++i)
+            result.recipients.push_back({i, next.recipients[i], delivery_status::failed, why});
         out.push_back(message_finished{std::move(result)});
         advance(out);
         drain(out);
         return out;
     }
-    transaction t;
-    t.rcpt_replies.resize(next.recipients.size());
-    t.message = std::move(next);
-    in_flight_.push_back(std::move(t));
+    std::vector<pending_recipient> recipients;
+    for (std::size_t i = 0; i < next.recipients.size(); ++i)
+        recipients.push_back({next.recipients[i], i});
+    in_flight_.push_back(make_transaction(next, std::move(recipients)));
     ++messages_started_;
     send_transaction(out);
     drain(out);
@@ -269,11 +277,34 @@ std::vector<client_effect> client_session::connection_lost(std::string_view why)
     if (phase_ == phase::quitting && in_flight_.empty()) {
         // Closed after our QUIT without a 221: nothing was lost.
         phase_ = phase::finished;
-        out.push_back(connection_finished{});
+        out.push_back(connection_finished{failure_, authentication_required_});
         return out;
     }
-    fail(local_reply(451, "4.4.2", std::string(why)), out);
+    fail(local_reply(451, "4.4.2", std::string(why)), out, false);
     return out;
+}
+
+std::vector<client_effect> client_session::reply_timed_out(std::string_view why)
+{
+    std::vector<client_effect> out;
+    if (phase_ == phase::finished)
+        return out;
+    if (phase_ == phase::quitting && in_flight_.empty()) {
+        phase_ = phase::finished; // no 221 in time: QUIT was said, the rest is the close
+        out.push_back(connection_finished{failure_, authentication_required_});
+        return out;
+    }
+    // The channel is still in step (we are waiting for a reply, not in the middle of content):
+    // QUIT lets the server log a clean end instead of "lost connection". Not before a greeting.
+    fail(local_reply(451, "4.4.2", std::string(why)), out, phase_ != phase::greeting);
+    return out;
+}
+
+void client_session::content_abandoned(std::uint64_t tag)
+{
+    for (auto& t : in_flight_)
+        if (t.message.tag == tag)
+            t.content_sent = false;
 }
 
 wait_kind client_session::waiting_for() const
@@ -285,6 +316,8 @@ wait_kind client_session::waiting_for() const
         return wait_kind::greeting;
     case command_kind::final_dot:
         return wait_kind::final_dot;
+    case command_kind::quit:
+        return failure_ ? wait_kind::quit : wait_kind::command;
     default:
         return wait_kind::command;
     }
@@ -305,8 +338,11 @@ void client_session::on_reply(const reply& r, std::vector<client_effect>& out)
     }
     expectation e = expected_.front();
     expected_.pop_front();
-    // RFC 5321 section 3.8: 421 to any command means the server is closing the channel.
+    // RFC 5321 section 3.8: 421 to any command means the server is closing the channel. As the
+    // reply to the final dot it is an answer: the message was not taken.
     if (r.code == 421 && e.kind != command_kind::quit) {
+        if (e.kind == command_kind::final_dot && !in_flight_.empty())
+            finish_transaction(true, r, out);
         fail(r, out);
         return;
     }
@@ -344,7 +380,7 @@ void client_session::on_reply(const reply& r, std::vector<client_effect>& out)
     case command_kind::quit:
         phase_ = phase::finished;
         expected_.clear();
-        out.push_back(connection_finished{});
+        out.push_back(connection_finished{failure_, authentication_required_});
         break;
     }
 }
@@ -589,6 +625,52 @@ void client_session::on_auth(const reply& r, std::vector<client_effect>& out)
     fail(local_reply(451, "4.7.0", "unexpected AUTH challenge from smarthost"), out);
 }
 
+client_session::transaction
+client_session::make_transaction(const outgoing_message& base,
+                                 std::vector<pending_recipient> recipients) const
+{
+    transaction t;
+    t.message = base;
+    t.message.recipients.clear();
+    std::size_t n = std::min(recipients.size(),
+                             std::max<std::size_t>(1, options_.max_recipients_per_transaction));
+    for (std::size_t i = 0; i < n; ++i) {
+        t.message.recipients.push_back(std::move(recipients[i].address));
+        t.indexes.push_back(recipients[i].index);
+    }
+    t.later.assign(std::make_move_iterator(recipients.begin() + static_cast<std::ptrdiff_t>(n)),
+                   std::make_move_iterator(recipients.end()));
+    t.rcpt_replies.resize(n);
+    return t;
+}
+
+bool client_session::is_too_many(const transaction& t, std::size_t i)
+{
+    // RFC 5321 section 4.5.3.1.10: a server out of recipient slots answers 452 and the client
+    // sends the rest in another transaction. A 452 counts as that only when this transaction
+    // has a recipient accepted: otherwise the server took none (storage, policy) and the next
+    // transaction would fare no better, so it is an ordinary deferral.
+    bool any_accepted = std::any_of(t.rcpt_replies.begin(), t.rcpt_replies.end(),
+                                    [](const auto& r) { return r && r->is_positive(); });
+    if (!any_accepted)
+        return false;
+    if (t.rcpt_replies[i])
+        return t.rcpt_replies[i]->code == 452;
+    // Not sent at all: RCPT stopped at the limit (without PIPELINING).
+    return std::any_of(t.rcpt_replies.begin(), t.rcpt_replies.end(),
+                       [](const auto& r) { return r && r->code == 452; });
+}
+
+bool client_session::needs_continuation(const transaction& t)
+{
+    if (!t.later.empty())
+        return true;
+    for (std::size_t i = 0; i < t.rcpt_replies.size(); ++i)
+        if (is_too_many(t, i))
+            return true;
+    return false;
+}
+
 void client_session::send_transaction(std::vector<client_effect>& out)
 {
     transaction& t = in_flight_.back();
@@ -617,6 +699,8 @@ void client_session::send_next_rcpt_or_data(std::vector<client_effect>& out)
 {
     transaction& t = in_flight_.back();
     for (std::size_t i = 0; i < t.rcpt_replies.size(); ++i) {
+        if (t.rcpt_replies[i] && is_too_many(t, i))
+            break; // the server is out of slots: the rest go in the next transaction
         if (!t.rcpt_replies[i]) {
             std::string rcpt = "RCPT TO:<" + t.message.recipients[i] + ">";
             send(rcpt + "\r\n", rcpt, command_kind::rcpt, out, i);
@@ -634,8 +718,30 @@ void client_session::send_next_rcpt_or_data(std::vector<client_effect>& out)
     advance(out);
 }
 
+bool client_session::refused_for_authentication(const reply& r, std::vector<client_effect>& out)
+{
+    // RFC 4954 section 6: 530 5.7.0 "Authentication required" (Exim at MAIL). Postfix with
+    // permit_sasl_authenticated says 554 5.7.1 "Access denied" (at RCPT, smtpd_delay_reject).
+    // From a smarthost that offers AUTH to a client that did not authenticate, a 5.7.0 or
+    // 5.7.1 refusal is about us, not the message: bouncing would blame every sender for our
+    // configuration. Everything is deferred and the operator is told what to set.
+    if (options_.auth || !r.is_permanent_failure())
+        return false;
+    bool policy = r.enhanced == "5.7.0" || r.enhanced == "5.7.1";
+    if (r.code != 530 && !(policy && !capabilities_.auth_mechanisms.empty()))
+        return false;
+    authentication_required_ = true;
+    fail(local_reply(451, "4.7.0",
+                     "smarthost requires authentication (" + r.to_string() +
+                         "): set auth-user and auth-password-file"),
+         out);
+    return true;
+}
+
 void client_session::on_mail(const reply& r, std::vector<client_effect>& out)
 {
+    if (refused_for_authentication(r, out))
+        return;
     transaction& t = in_flight_.back();
     t.mail_reply = r;
     if (capabilities_.pipelining)
@@ -650,6 +756,8 @@ void client_session::on_mail(const reply& r, std::vector<client_effect>& out)
 
 void client_session::on_rcpt(const reply& r, std::size_t index, std::vector<client_effect>& out)
 {
+    if (refused_for_authentication(r, out))
+        return;
     transaction& t = in_flight_.back();
     t.rcpt_replies[index] = r;
     if (!capabilities_.pipelining)
@@ -667,7 +775,8 @@ void client_session::on_data(const reply& r, std::vector<client_effect>& out)
     if (r.code == 354) {
         if (any_accepted) {
             t.content_sent = true;
-            out.push_back(send_message_content{t.message.tag});
+            out.push_back(send_message_content{t.message.tag, t.message.has_8bit &&
+                                                                  !capabilities_.eight_bit_mime});
             expected_.push_back({command_kind::final_dot});
             // RFC 2920 section 3.1: with PIPELINING the next transaction may follow the final
             // dot in the same round trip; advance() asks for it now.
@@ -689,15 +798,29 @@ void client_session::on_data(const reply& r, std::vector<client_effect>& out)
 
 void client_session::on_final_dot(const reply& r, std::vector<client_effect>& out)
 {
-    finish_transaction(true, r, out);
-    advance(out);
+    // RFC 5321 section 4.3.2: the end of data is answered with 250 or a failure. Anything else
+    // means the server is out of step with us, typically silent on the dot and answering only
+    // the QUIT pipelined behind it: its 221 must never pass for a delivery. The message stays
+    // pending, unconfirmed since its dot went out.
+    if (r.code == 250 || r.is_transient_failure() || r.is_permanent_failure()) {
+        finish_transaction(true, r, out);
+        advance(out);
+        return;
+    }
+    fail(local_reply(451, "4.5.0",
+                     "unexpected reply to the end of data from smarthost: " + r.to_string()),
+         out);
 }
 
 void client_session::finish_transaction(bool front, const std::optional<reply>& final_reply,
                                         std::vector<client_effect>& out)
 {
-    transaction& t = front ? in_flight_.front() : in_flight_.back();
-    message_result result{t.message.tag, true, {}};
+    transaction t = std::move(front ? in_flight_.front() : in_flight_.back());
+    if (front)
+        in_flight_.pop_front();
+    else
+        in_flight_.pop_back();
+    message_result result{t.message.tag, true, {}, true};
     // RFC 5321 section 4.3.2: DATA is answered with 354 or a failure. A 2xx (or any other
     // odd code) instead means the content was never sent: never count that as delivered.
     std::optional<reply> odd_data_reply;
@@ -705,11 +828,18 @@ void client_session::finish_transaction(bool front, const std::optional<reply>& 
         !t.data_reply->is_permanent_failure())
         odd_data_reply = local_reply(
             451, "4.5.0", "unexpected reply to DATA from smarthost: " + t.data_reply->to_string());
+    bool mail_ok = t.mail_reply && t.mail_reply->is_positive();
+    bool taken = final_reply && final_reply->code == 250;
+    std::vector<pending_recipient> retry;
     for (std::size_t i = 0; i < t.message.recipients.size(); ++i) {
         const std::string& address = t.message.recipients[i];
+        if (taken && is_too_many(t, i)) {
+            retry.push_back({address, t.indexes[i]});
+            continue;
+        }
         // The first reply that went wrong decides: MAIL, then this RCPT, then DATA, then the dot.
         const reply* decisive = nullptr;
-        if (!t.mail_reply || !t.mail_reply->is_positive())
+        if (!mail_ok)
             decisive = t.mail_reply ? &*t.mail_reply : nullptr;
         else if (!t.rcpt_replies[i] || !t.rcpt_replies[i]->is_positive())
             decisive = t.rcpt_replies[i] ? &*t.rcpt_replies[i] : nullptr;
@@ -720,15 +850,31 @@ void client_session::finish_transaction(bool front, const std::optional<reply>& 
         else if (t.data_reply && t.data_reply->code != 354)
             decisive = &*t.data_reply;
         if (decisive)
-            result.recipients.push_back({address, status_of(*decisive), *decisive});
+            result.recipients.push_back({t.indexes[i], address, status_of(*decisive), *decisive});
         else
-            result.recipients.push_back({address, delivery_status::deferred,
+            result.recipients.push_back({t.indexes[i], address, delivery_status::deferred,
                                          local_reply(451, "4.4.2", "no reply from smarthost")});
     }
-    if (front)
-        in_flight_.pop_front();
-    else
-        in_flight_.pop_back();
+    // Recipients beyond this transaction go on in the next one when this one completed, or
+    // when the server refused each recipient on its own merits (its MAIL was taken).
+    bool none_accepted = std::none_of(t.rcpt_replies.begin(), t.rcpt_replies.end(),
+                                      [](const auto& r) { return r && r->is_positive(); });
+    if (taken || (mail_ok && none_accepted)) {
+        for (auto& p : t.later)
+            retry.push_back(std::move(p));
+    } else {
+        reply why = local_reply(451, "4.5.3",
+                                "not sent: the transaction for this message's other recipients "
+                                "did not complete");
+        for (auto& p : t.later)
+            result.recipients.push_back({p.index, p.address, delivery_status::deferred, why});
+    }
+    if (!retry.empty()) {
+        std::sort(retry.begin(), retry.end(),
+                  [](const auto& a, const auto& b) { return a.index < b.index; });
+        continuations_.push_back(make_transaction(t.message, std::move(retry)));
+        result.last = false;
+    }
     out.push_back(message_finished{std::move(result)});
 }
 
@@ -736,13 +882,21 @@ void client_session::advance(std::vector<client_effect>& out)
 {
     if (phase_ != phase::ready || message_requested_)
         return;
-    // A transaction still waiting for its MAIL/RCPT/DATA replies must finish setting up first.
+    // A transaction still waiting for its MAIL/RCPT/DATA replies must finish setting up first;
+    // one whose recipients go on in another transaction waits for its dot's reply, which
+    // decides that continuation.
     for (const auto& t : in_flight_)
-        if (!t.content_sent)
+        if (!t.content_sent || needs_continuation(t))
             return;
     // Without PIPELINING nothing may be sent before the final dot's reply (RFC 5321 4.1.1.4).
     if (!in_flight_.empty() && !capabilities_.pipelining)
         return;
+    if (!continuations_.empty()) {
+        in_flight_.push_back(std::move(continuations_.front()));
+        continuations_.pop_front();
+        send_transaction(out);
+        return;
+    }
     if (!no_more_ && messages_started_ < options_.max_messages) {
         message_requested_ = true;
         out.push_back(request_message{});
@@ -754,36 +908,62 @@ void client_session::advance(std::vector<client_effect>& out)
 void client_session::quit(std::vector<client_effect>& out)
 {
     phase_ = phase::quitting;
+    quit_sent_ = true;
     send("QUIT\r\n", "QUIT", command_kind::quit, out);
 }
 
-void client_session::fail(reply why, std::vector<client_effect>& out)
+void client_session::report_unsent(const transaction& t, const reply& why,
+                                   std::vector<client_effect>& out)
+{
+    message_result result{t.message.tag, true, {}, true};
+    for (std::size_t i = 0; i < t.message.recipients.size(); ++i) {
+        const std::string& address = t.message.recipients[i];
+        // A refusal that already arrived is final whatever happened later.
+        const reply* refusal = nullptr;
+        if (t.mail_reply && !t.mail_reply->is_positive())
+            refusal = &*t.mail_reply;
+        else if (t.rcpt_replies[i] && !t.rcpt_replies[i]->is_positive())
+            refusal = &*t.rcpt_replies[i];
+        bool accepted = t.mail_reply && t.mail_reply->is_positive() && t.rcpt_replies[i] &&
+                        t.rcpt_replies[i]->is_positive();
+        if (refusal)
+            result.recipients.push_back({t.indexes[i], address, status_of(*refusal), *refusal});
+        else if (accepted && t.content_sent) // the dot went out, its reply never came
+            result.recipients.push_back({t.indexes[i], address, delivery_status::unconfirmed, why});
+        else
+            result.recipients.push_back({t.indexes[i], address, delivery_status::deferred, why});
+    }
+    for (const auto& p : t.later)
+        result.recipients.push_back({p.index, p.address, delivery_status::deferred, why});
+    std::sort(result.recipients.begin(), result.recipients.end(),
+              [](const auto& a, const auto& b) { return a.index < b.index; });
+    out.push_back(message_finished{std::move(result)});
+}
+
+void client_session::fail(reply why, std::vector<client_effect>& out, bool send_quit)
 {
     // Nothing that fails the connection is the messages' fault: all in flight are deferred,
-    // including one whose final dot went out without a reply (at-least-once delivery).
-    while (!in_flight_.empty()) {
-        transaction& t = in_flight_.front();
-        message_result result{t.message.tag, true, {}};
-        for (std::size_t i = 0; i < t.message.recipients.size(); ++i) {
-            // A refusal that already arrived is final whatever happened later.
-            const reply* refusal = nullptr;
-            if (t.mail_reply && !t.mail_reply->is_positive())
-                refusal = &*t.mail_reply;
-            else if (t.rcpt_replies[i] && !t.rcpt_replies[i]->is_positive())
-                refusal = &*t.rcpt_replies[i];
-            if (refusal)
-                result.recipients.push_back(
-                    {t.message.recipients[i], status_of(*refusal), *refusal});
-            else
-                result.recipients.push_back(
-                    {t.message.recipients[i], delivery_status::deferred, why});
-        }
-        in_flight_.pop_front();
-        out.push_back(message_finished{std::move(result)});
-    }
+    // or unconfirmed when their final dot went out without a reply (at-least-once delivery).
+    for (const auto& t : in_flight_)
+        report_unsent(t, why, out);
+    for (const auto& t : continuations_)
+        report_unsent(t, why, out);
+    in_flight_.clear();
+    continuations_.clear();
     expected_.clear();
+    failure_ = why;
+    if (send_quit) {
+        // RFC 5321 section 4.1.1.10: end with QUIT whenever the channel still works, so the
+        // server records a clean end rather than a lost connection.
+        phase_ = phase::quitting;
+        if (quit_sent_)
+            expected_.push_back({command_kind::quit}); // already pipelined; its reply or a close
+        else
+            quit(out);
+        return;
+    }
     phase_ = phase::finished;
-    out.push_back(connection_finished{std::move(why)});
+    out.push_back(connection_finished{std::move(why), authentication_required_});
 }
 
 } // namespace leafmail::smtp
