@@ -638,7 +638,7 @@ TEST_CASE("OAUTHBEARER: RFC 7628 GS2 header with the user, then the bearer token
     CHECK(driver(options, {}).session().auth_mechanism().empty());
 }
 
-TEST_CASE("a refused token: the error challenge is answered, the 535 defers with its reason",
+TEST_CASE("a refused token: the error challenge is answered and the 535 defers with its reason",
           "[client_session]")
 {
     // eyJzdGF0dXMiOiI0MDEifQ== is base64 of {"status":"401"}.
@@ -650,7 +650,7 @@ TEST_CASE("a refused token: the error challenge is answered, the 535 defers with
         auto res = run_all_splits(tls_auth_options({"OAUTHBEARER"}, {"me", "", "expired"}),
                                   {msg(1, {"a@x"})}, {transcript});
         CHECK(res.sent.substr(res.sent.find("\r\n", res.sent.find("AUTH OAUTHBEARER")) + 2) ==
-              "AQ==\r\n");
+              "AQ==\r\nQUIT\r\n"); // then QUIT before closing (issue 11)
         REQUIRE(res.failure);
         CHECK(res.failure->code == 535);
         CHECK_THAT(res.failure->to_string(), Catch::Contains("not accepted"));
@@ -661,7 +661,8 @@ TEST_CASE("a refused token: the error challenge is answered, the 535 defers with
     {
         auto res =
             run_all_splits(tls_auth_options({"XOAUTH2"}, {"me", "", "expired"}), {}, {transcript});
-        CHECK(res.sent.substr(res.sent.find("\r\n", res.sent.find("AUTH XOAUTH2")) + 2) == "\r\n");
+        CHECK(res.sent.substr(res.sent.find("\r\n", res.sent.find("AUTH XOAUTH2")) + 2) ==
+              "\r\nQUIT\r\n");
         REQUIRE(res.failure);
         CHECK(res.failure->code == 535);
     }
@@ -814,7 +815,7 @@ TEST_CASE("QUIT before closing after any failure past the greeting", "[client_se
 {
     auto options = plain_options();
     options.tls = client_tls::implicit;
-    options.auth = client_credentials{"user", "wrong"};
+    options.auth = client_credentials{"user", "wrong", ""};
     driver d(options, {msg(1, {"a@x"})});
     d.feed("220 mx\r\n250-mx\r\n250 AUTH PLAIN\r\n535 5.7.8 bad credentials\r\n");
     CHECK(d.result.sent.ends_with("QUIT\r\n"));
