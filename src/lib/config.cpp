@@ -76,10 +76,11 @@ constexpr key_info keys[] = {
     {"auth-password-file",
      "file holding the AUTH password; must not be readable by group or others", flush_key},
     {"auth-password-command",
-     "command (sh -c) printing the AUTH password on its first line, run when first needed",
+     "command (run by /bin/sh) printing the AUTH password on its first line, run when first needed",
      flush_key},
     {"auth-token-command",
-     "command (sh -c) printing an OAuth 2.0 access token, for xoauth2 and oauthbearer", flush_key},
+     "command (run by /bin/sh) printing an OAuth 2.0 access token, for xoauth2 and oauthbearer",
+     flush_key},
     {"auth-mechanisms",
      "AUTH mechanisms to use, preferred first: plain login cram-md5 xoauth2 oauthbearer "
      "(default plain login cram-md5)",

@@ -5,8 +5,8 @@
 // start_up_error naming its step and its <sysexits.h> status, so it is tested without a process.
 #include "leafmail/config.hpp"
 #include "leafmail/net/asio.hpp"
-#include "leafmail/net/smtp_server.hpp"
 #include "leafmail/program.hpp"
+#include "leafmail/receiver/smtp_server.hpp"
 #include "leafmail/spool/spool.hpp"
 
 #include <memory>
@@ -34,7 +34,7 @@ private:
 /// A daemon ready to run: its spool (owned and recovered) and its bound server.
 struct started_daemon {
     std::unique_ptr<spool::spool> spool;
-    std::unique_ptr<net::smtp_server> server;
+    std::unique_ptr<receiver::smtp_server> server;
 };
 
 /// Runs the start-up sequence. In inetd mode nothing is bound and nothing recovered (other

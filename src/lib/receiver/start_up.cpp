@@ -95,7 +95,7 @@ started_daemon start_daemon(net::asio::io_context& io, const config& settings, b
     }
 
     started_daemon daemon;
-    daemon.server = std::make_unique<net::smtp_server>(io, settings);
+    daemon.server = std::make_unique<receiver::smtp_server>(io, settings);
     if (!inetd) {
         try {
             daemon.server->bind();
@@ -185,7 +185,7 @@ int run_daemon(const program_context& context)
 
     net::asio::io_context io(1);
     started_daemon daemon = start_daemon(io, settings, inetd);
-    net::smtp_server& server = *daemon.server;
+    receiver::smtp_server& server = *daemon.server;
 
     net::asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
     std::function<void(const boost::system::error_code&, int)> on_signal =

@@ -3,8 +3,8 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/intake/intake.hpp"
 #include "leafmail/log.hpp"
-#include "leafmail/net/smtp_server.hpp"
 #include "leafmail/privileges.hpp"
+#include "leafmail/receiver/smtp_server.hpp"
 #include "leafmail/sendmail/message.hpp"
 #include "leafmail/trace.hpp"
 
@@ -257,7 +257,7 @@ int serve_smtp_session(spool::spool& spool, const config& settings, const submit
 {
     log::open("leafmail-sendmail", log::destination::syslog);
     net::asio::io_context io(1);
-    net::smtp_server server(io, settings);
+    receiver::smtp_server server(io, settings);
     server.serve_inetd(spool, STDIN_FILENO, STDOUT_FILENO,
                        intake::local_source(who.uid, who.login));
     io.run();

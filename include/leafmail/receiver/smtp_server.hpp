@@ -17,7 +17,8 @@
 #include <string>
 #include <vector>
 
-namespace leafmail::net {
+namespace leafmail::receiver {
+namespace asio = net::asio;
 
 /// "127.0.0.1:25", "[::1]:2525", "localhost:25" → endpoint. Throws std::invalid_argument.
 [[nodiscard]] asio::ip::tcp::endpoint parse_listen_address(const std::string& text);
@@ -75,4 +76,4 @@ private:
     bool inetd_ = false;
 };
 
-} // namespace leafmail::net
+} // namespace leafmail::receiver

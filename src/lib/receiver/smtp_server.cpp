@@ -1,10 +1,11 @@
-#include "leafmail/net/smtp_server.hpp"
+#include "leafmail/receiver/smtp_server.hpp"
 
 #include "leafmail/intake/intake.hpp"
 
 #include "leafmail/log.hpp"
 #include "leafmail/smtp/replies.hpp"
 #include "leafmail/smtp/server_session.hpp"
+#include "leafmail/text.hpp"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -16,7 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-namespace leafmail::net {
+namespace leafmail::receiver {
+namespace asio = net::asio;
 
 using asio::awaitable;
 using asio::use_awaitable;
@@ -110,29 +112,20 @@ void close_stream(descriptor_pair& pair)
 
 tcp::endpoint parse_listen_address(const std::string& text)
 {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0)
+    const auto parts = text::split_host_port(text);
+    if (!parts || !parts->port)
         throw std::invalid_argument("listen address '" + text + "' is not address:port");
-    std::string host = text.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2);
-    if (host == "localhost")
-        host = "127.0.0.1";
+    std::string host = parts->host == "localhost" ? "127.0.0.1" : parts->host;
     boost::system::error_code ec;
     const auto address = asio::ip::make_address(host, ec);
     if (ec)
         throw std::invalid_argument("listen address '" + text +
                                     "' does not start with an IP address");
-    unsigned long port = 0;
-    try {
-        std::size_t used = 0;
-        port = std::stoul(text.substr(colon + 1), &used);
-        if (used != text.size() - colon - 1 || port > 65535)
-            throw std::invalid_argument("port");
-    } catch (const std::exception&) {
+    // Port 0: any free port, which the daemon then logs (tests read it).
+    const auto port = text::parse_port(*parts->port, true);
+    if (!port)
         throw std::invalid_argument("listen address '" + text + "' has no valid port");
-    }
-    return {address, static_cast<unsigned short>(port)};
+    return {address, static_cast<unsigned short>(*port)};
 }
 
 // What the sweep and shut_down() need to reach a running session.
@@ -600,4 +593,4 @@ void smtp_server::reload(const config& settings)
     log::info(log::fields({{"event", "reloaded"}}));
 }
 
-} // namespace leafmail::net
+} // namespace leafmail::receiver
