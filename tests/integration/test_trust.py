@@ -19,22 +19,13 @@ import threading
 import time
 import unittest
 
-from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, LEAFMAILD, Daemon, entry_ids
+from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, LEAFMAILD, Daemon, entry_ids, require
 from tools_support import ScratchAccount
 
 EX_NOPERM, EX_TEMPFAIL, EX_CONFIG = 77, 75, 78
 AREAS = ("tmp", "queue", "hold", "failed", "corrupt")
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
-
-
-def require(test, condition, why):
-    """Skips, except under CI=true, where a test that cannot run is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        test.fail("cannot run under CI: " + why)
-    test.skipTest(why)
 
 
 def have_aiosmtpd():
