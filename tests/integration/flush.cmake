@@ -4,3 +4,6 @@ add_integration_test(flush test_flush.py flush)
 add_integration_test(routes test_routes.py flush)
 # Delivery that tells the truth (issue 11): the final dot, 452 splitting, QUIT and close_notify.
 add_integration_test(flush_delivery test_flush_delivery.py flush)
+# The spool-wide status (issue 11): the last flush per route, the attempt on each entry after a
+# failure before MAIL, leafmail-list --status [--json], hostile status files.
+add_integration_test(status test_status.py flush)

@@ -41,10 +41,14 @@ def subjects(server):
 
 
 class Watcher(Daemon):
-    """leafmail-flush --watch as a long-running process (Daemon's log reader and stop)."""
+    """leafmail-flush --watch as a long-running process: Daemon's start, log reader and stop;
+    ready once it has said how its route(s) stand. config: the configuration file's text
+    (routes go there)."""
 
-    def __init__(self, spool, workdir, smarthost, extra=()):
-        super().__init__(workdir=workdir)
+    ready_pattern = r"event=route-"
+
+    def __init__(self, spool, workdir, smarthost, extra=(), config=""):
+        super().__init__(config=config, workdir=workdir)
         self.spool = spool
         self.smarthost_address = smarthost
         self.extra = list(extra)
@@ -54,16 +58,8 @@ class Watcher(Daemon):
                 "--log", "stderr", "--hostname", "watch.test", "--tls", "none",
                 "--smarthost", self.smarthost_address] + self.extra
 
-    def start(self, timeout=10.0):
-        self.lines = []
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        if not self.wait_for_log(r"event=route-", timeout):
-            self.kill()
-            raise RuntimeError("the watcher did not start:\n" + "\n".join(self.lines))
-        return self
+    def started(self, line):
+        pass  # no port: it listens only on the spool's watch.sock
 
 
 def write_sendmail_config(workdir, spool):

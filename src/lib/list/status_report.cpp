@@ -1,0 +1,155 @@
+#include "leafmail/list/status_report.hpp"
+
+#include "leafmail/list/listing.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <ctime>
+
+namespace leafmail::list {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string local_clock(std::int64_t unix_seconds)
+{
+    const auto t = static_cast<std::time_t>(unix_seconds);
+    std::tm local{};
+    ::localtime_r(&t, &local);
+    char text[16];
+    std::strftime(text, sizeof text, "%H:%M:%S", &local);
+    return text;
+}
+
+std::string when(std::int64_t at, std::int64_t now)
+{
+    if (at <= 0)
+        return "never";
+    return iso8601_utc(at) + " (" + format_age(now - at) + " ago)";
+}
+
+json time_or_null(std::int64_t at)
+{
+    return at > 0 ? json(iso8601_utc(at)) : json(nullptr);
+}
+
+} // namespace
+
+status_report read_status(const spool::spool& spool)
+{
+    status_report report;
+    report.flush = spool.load_flush_status();
+    report.watch = spool.load_watch_status();
+    report.watcher_running = spool.is_watcher_running();
+    return report;
+}
+
+bool has_news(const status_report& report)
+{
+    return report.flush.value || !report.flush.problem.empty() || report.watcher_running ||
+           !report.watch.problem.empty();
+}
+
+std::string describe_route_view(const spool::route_view& view)
+{
+    if (view.condition == "backing-off") {
+        std::string text = "backing off";
+        if (view.until > 0)
+            text += " until " + local_clock(view.until);
+        if (!view.reason.empty())
+            text += " (" + view.reason + ")";
+        return text;
+    }
+    if (view.condition == "waiting-for-link")
+        return "waiting for the link";
+    return view.condition; // "ok", or a word of a newer watcher, shown as it is
+}
+
+void write_status(std::ostream& out, const status_report& report, std::int64_t now)
+{
+    // Every string here went through spool::one_line when it was read: no control character
+    // reaches the terminal.
+    if (!report.flush.problem.empty()) {
+        out << "last flush: unknown: " << report.flush.problem << "\n";
+    } else if (!report.flush.value) {
+        out << "last flush: none recorded\n";
+    } else {
+        const auto& f = *report.flush.value;
+        out << "last flush: " << when(f.finished_at, now) << ": " << f.result;
+        if (!f.summary.empty())
+            out << " (" << f.summary << ")";
+        out << "\n";
+        for (const auto& a : f.routes) {
+            out << "  route " << a.route << " via " << a.smarthost << ": " << a.result << " at "
+                << iso8601_utc(a.at);
+            if (!a.reason.empty())
+                out << ": " << a.reason;
+            out << "\n";
+        }
+    }
+    if (!report.watcher_running) {
+        out << "watcher: not running\n";
+        return;
+    }
+    if (!report.watch.problem.empty()) {
+        out << "watcher: running; its view is unknown: " << report.watch.problem << "\n";
+        return;
+    }
+    out << "watcher: running";
+    if (report.watch.value)
+        out << (report.watch.value->has_link ? ", link up" : ", no default route");
+    out << "\n";
+    if (report.watch.value)
+        for (const auto& v : report.watch.value->routes)
+            out << "  route " << v.route << ": " << describe_route_view(v) << "\n";
+}
+
+void write_status_json(std::ostream& out, const status_report& report)
+{
+    json document = json::object();
+    json problems = json::array();
+    if (!report.flush.problem.empty())
+        problems.push_back(report.flush.problem);
+    if (report.flush.value) {
+        const auto& f = *report.flush.value;
+        json routes = json::array();
+        for (const auto& a : f.routes)
+            routes.push_back({{"route", a.route},
+                              {"smarthost", a.smarthost},
+                              {"attempted_at", time_or_null(a.at)},
+                              {"result", a.result},
+                              {"reason", a.reason},
+                              {"sent", a.sent},
+                              {"deferred", a.deferred},
+                              {"failed", a.failed}});
+        document["last_flush"] = {{"finished_at", time_or_null(f.finished_at)},
+                                  {"result", f.result},
+                                  {"summary", f.summary},
+                                  {"routes", routes}};
+    } else {
+        document["last_flush"] = nullptr;
+    }
+    json watcher = {{"running", report.watcher_running}};
+    if (report.watcher_running && !report.watch.problem.empty())
+        problems.push_back(report.watch.problem);
+    if (report.watcher_running && report.watch.value) {
+        const auto& w = *report.watch.value;
+        json routes = json::array();
+        for (const auto& v : w.routes)
+            routes.push_back({{"route", v.route},
+                              {"condition", v.condition},
+                              {"since", time_or_null(v.since)},
+                              {"until", time_or_null(v.until)},
+                              {"reason", v.reason},
+                              {"text", describe_route_view(v)}});
+        watcher["updated_at"] = time_or_null(w.updated_at);
+        watcher["has_link"] = w.has_link;
+        watcher["routes"] = routes;
+    }
+    document["watcher"] = watcher;
+    document["problems"] = problems;
+    out << document.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+}
+
+} // namespace leafmail::list
