@@ -1,6 +1,7 @@
 #include "leafmail/list/status_report.hpp"
 
 #include "leafmail/list/listing.hpp"
+#include "leafmail/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,14 @@ std::string when(std::int64_t at, std::int64_t now)
     if (at <= 0)
         return "never";
     return iso8601_utc(at) + " (" + format_age(now - at) + " ago)";
+}
+
+// Every string of a status came from a file the spool's owner can write: spool::one_line
+// replaced its control characters when it was read, and what a terminal could still take
+// for one (a bidirectional control, say) is escaped here, as in every human output.
+std::string shown(std::string_view text)
+{
+    return text::escape_controls(text);
 }
 
 json time_or_null(std::int64_t at)
@@ -58,33 +67,31 @@ std::string describe_route_view(const spool::route_view& view)
         if (view.until > 0)
             text += " until " + local_clock(view.until);
         if (!view.reason.empty())
-            text += " (" + view.reason + ")";
+            text += " (" + shown(view.reason) + ")";
         return text;
     }
     if (view.condition == "waiting-for-link")
         return "waiting for the link";
-    return view.condition; // "ok", or a word of a newer watcher, shown as it is
+    return shown(view.condition); // "ok", or a word of a newer watcher, shown as it is
 }
 
 void write_status(std::ostream& out, const status_report& report, std::int64_t now)
 {
-    // Every string here went through spool::one_line when it was read: no control character
-    // reaches the terminal.
     if (!report.flush.problem.empty()) {
-        out << "last flush: unknown: " << report.flush.problem << "\n";
+        out << "last flush: unknown: " << shown(report.flush.problem) << "\n";
     } else if (!report.flush.value) {
         out << "last flush: none recorded\n";
     } else {
         const auto& f = *report.flush.value;
-        out << "last flush: " << when(f.finished_at, now) << ": " << f.result;
+        out << "last flush: " << when(f.finished_at, now) << ": " << shown(f.result);
         if (!f.summary.empty())
-            out << " (" << f.summary << ")";
+            out << " (" << shown(f.summary) << ")";
         out << "\n";
         for (const auto& a : f.routes) {
-            out << "  route " << a.route << " via " << a.smarthost << ": " << a.result << " at "
-                << iso8601_utc(a.at);
+            out << "  route " << shown(a.route) << " via " << shown(a.smarthost) << ": "
+                << shown(a.result) << " at " << iso8601_utc(a.at);
             if (!a.reason.empty())
-                out << ": " << a.reason;
+                out << ": " << shown(a.reason);
             out << "\n";
         }
     }
@@ -93,7 +100,7 @@ void write_status(std::ostream& out, const status_report& report, std::int64_t n
         return;
     }
     if (!report.watch.problem.empty()) {
-        out << "watcher: running; its view is unknown: " << report.watch.problem << "\n";
+        out << "watcher: running; its view is unknown: " << shown(report.watch.problem) << "\n";
         return;
     }
     out << "watcher: running";
@@ -102,7 +109,7 @@ void write_status(std::ostream& out, const status_report& report, std::int64_t n
     out << "\n";
     if (report.watch.value)
         for (const auto& v : report.watch.value->routes)
-            out << "  route " << v.route << ": " << describe_route_view(v) << "\n";
+            out << "  route " << shown(v.route) << ": " << describe_route_view(v) << "\n";
 }
 
 void write_status_json(std::ostream& out, const status_report& report)
