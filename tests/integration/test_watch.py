@@ -229,8 +229,8 @@ class UnreachableSmarthost(WatchTestCase):
         # leafmail-list --status: the watcher runs and backs off, saying why.
         status = list_status(self.spool, self.workdir)
         self.assertIn("watcher: running", status)
-        self.assertRegex(status, r"  route default: backing off until \d\d:\d\d:\d\d "
-                                 r"\([45]\d\d .+\)\n")
+        self.assertRegex(status, r"  route default: backing off until \d\d:\d\d:\d\d"
+                                 r"( |\n    )\([45]\d\d .+\)\n")
         back = time.monotonic()
         server.start()
         self.assertTrue(server.wait_for_messages(1, timeout=5), w.log_text())
@@ -307,7 +307,7 @@ class Routes(WatchTestCase):
         self.assertNotIn("event=route-backing-off route=default", w.log_text())
         self.assertEqual(sorted(subjects(up)), ["home-0", "home-1", "home-2"])
         status = list_status(self.spool, self.workdir)
-        self.assertRegex(status, r"  route work: backing off until \d\d:\d\d:\d\d \(")
+        self.assertRegex(status, r"  route work: backing off until \d\d:\d\d:\d\d( |\n    )\(")
         self.assertIn("  route default: ok\n", status)
         # A kick resets every backoff: the work route is tried at once.
         before = down.accepted

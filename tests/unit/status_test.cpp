@@ -57,19 +57,16 @@ TEST_CASE("a flush record and a watch record read back as written")
     CHECK(*w.value == sample_watch());
 }
 
-TEST_CASE("a reason is kept to one line without control characters")
+TEST_CASE("a reason is kept to one bounded line")
 {
     CHECK(one_line("421 4.3.2 going down\r\nsecond line") == "421 4.3.2 going down");
-    CHECK(one_line("title \x1b]0;owned\x07 here") == "title ?]0;owned? here");
-    CHECK(one_line("csi \xc2\x9b"
-                   "2J end") == "csi ?2J end");      // C1 CSI in UTF-8
-    CHECK(one_line("caf\xc3\xa9") == "caf\xc3\xa9"); // other UTF-8 stays
     CHECK(one_line(std::string(5000, 'x')).size() == max_status_text);
     flush_record f = sample_flush();
     f.routes[0].reason = "bad\x1b[2Jreason\nmore";
     const auto back = decode_flush_record(encode_flush_record(f));
     REQUIRE(back.value);
-    CHECK(back.value->routes[0].reason == "bad?[2Jreason");
+    // Controls are kept for the outputs to escape (JSON as \u001b, text as \x1b).
+    CHECK(back.value->routes[0].reason == "bad\x1b[2Jreason");
 }
 
 TEST_CASE("malformed status text is a problem and never an exception")

@@ -70,16 +70,15 @@ inline constexpr std::size_t max_status_size = 64 * 1024;
 inline constexpr std::size_t max_status_text = 1024;
 inline constexpr std::size_t max_status_routes = 256;
 
-/// JSON texts (spool-format/README.md, "Status files"). Text fields longer than
-/// max_status_text are cut; line breaks and other control characters are kept out.
+/// JSON texts (spool-format/README.md, "Status files"). Text fields are cut to their first
+/// line and to max_status_text octets; whoever shows them escapes control characters.
 [[nodiscard]] std::string encode_flush_record(const flush_record& record);
 [[nodiscard]] std::string encode_watch_record(const watch_record& record);
 /// Never throws: malformed, wrongly typed, oversized or future-version input gives a problem.
 [[nodiscard]] status_read<flush_record> decode_flush_record(std::string_view text);
 [[nodiscard]] status_read<watch_record> decode_watch_record(std::string_view text);
 
-/// A reason fit for a status: the first line only, control characters replaced, at most
-/// max_status_text octets.
+/// A reason fit for a status: the first line only, at most max_status_text octets.
 [[nodiscard]] std::string one_line(std::string_view text);
 
 } // namespace leafmail::spool

@@ -1,7 +1,6 @@
 #include "leafmail/list/status_report.hpp"
 
 #include "leafmail/list/listing.hpp"
-#include "leafmail/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -30,12 +29,17 @@ std::string when(std::int64_t at, std::int64_t now)
     return iso8601_utc(at) + " (" + format_age(now - at) + " ago)";
 }
 
-// Every string of a status came from a file the spool's owner can write: spool::one_line
-// replaced its control characters when it was read, and what a terminal could still take
-// for one (a bidirectional control, say) is escaped here, as in every human output.
-std::string shown(std::string_view text)
+// Every string of a status came from a file the spool's owner can write: the text output
+// shows it through fit() and wrapped() (listing.hpp), which escape control characters and keep
+// each line within 80 columns, as the listing below it does.
+constexpr std::size_t columns = 80;
+constexpr std::size_t unbounded = std::string::npos / 2; // for fit(): never cut
+constexpr std::string_view reason_indent = "    ";
+constexpr std::string_view whole_status = "leafmail-list --status --json shows it whole";
+
+std::string reason_lines(const std::string& reason)
 {
-    return text::escape_controls(text);
+    return wrapped(reason, reason_indent, columns - reason_indent.size(), whole_status);
 }
 
 json time_or_null(std::int64_t at)
@@ -67,32 +71,32 @@ std::string describe_route_view(const spool::route_view& view)
         if (view.until > 0)
             text += " until " + local_clock(view.until);
         if (!view.reason.empty())
-            text += " (" + shown(view.reason) + ")";
+            text += " (" + view.reason + ")";
         return text;
     }
     if (view.condition == "waiting-for-link")
         return "waiting for the link";
-    return shown(view.condition); // "ok", or a word of a newer watcher, shown as it is
+    return view.condition; // "ok", or a word of a newer watcher, shown as it is
 }
 
 void write_status(std::ostream& out, const status_report& report, std::int64_t now)
 {
     if (!report.flush.problem.empty()) {
-        out << "last flush: unknown: " << shown(report.flush.problem) << "\n";
+        out << "last flush: unknown\n" << reason_lines(report.flush.problem);
     } else if (!report.flush.value) {
         out << "last flush: none recorded\n";
     } else {
         const auto& f = *report.flush.value;
-        out << "last flush: " << when(f.finished_at, now) << ": " << shown(f.result);
+        out << fit("last flush: " + when(f.finished_at, now) + ": " + f.result, columns) << "\n";
         if (!f.summary.empty())
-            out << " (" << shown(f.summary) << ")";
-        out << "\n";
+            out << fit("  " + f.summary, columns) << "\n";
         for (const auto& a : f.routes) {
-            out << "  route " << shown(a.route) << " via " << shown(a.smarthost) << ": "
-                << shown(a.result) << " at " << iso8601_utc(a.at);
+            out << fit("  route " + a.route + " via " + a.smarthost + ": " + a.result + " at " +
+                           iso8601_utc(a.at),
+                       columns)
+                << "\n";
             if (!a.reason.empty())
-                out << ": " << shown(a.reason);
-            out << "\n";
+                out << reason_lines(a.reason);
         }
     }
     if (!report.watcher_running) {
@@ -100,16 +104,28 @@ void write_status(std::ostream& out, const status_report& report, std::int64_t n
         return;
     }
     if (!report.watch.problem.empty()) {
-        out << "watcher: running; its view is unknown: " << shown(report.watch.problem) << "\n";
+        out << "watcher: running, its view unknown\n" << reason_lines(report.watch.problem);
         return;
     }
     out << "watcher: running";
     if (report.watch.value)
         out << (report.watch.value->has_link ? ", link up" : ", no default route");
     out << "\n";
-    if (report.watch.value)
-        for (const auto& v : report.watch.value->routes)
-            out << "  route " << shown(v.route) << ": " << describe_route_view(v) << "\n";
+    if (!report.watch.value)
+        return;
+    for (const auto& v : report.watch.value->routes) {
+        const std::string line = "  route " + v.route + ": " + describe_route_view(v);
+        if (const std::string one = fit(line, columns); one == fit(line, unbounded)) {
+            out << one << "\n";
+            continue;
+        }
+        // Too long for one line: the reason goes below, wrapped.
+        spool::route_view without_reason = v;
+        without_reason.reason.clear();
+        out << fit("  route " + v.route + ": " + describe_route_view(without_reason), columns)
+            << "\n"
+            << reason_lines("(" + v.reason + ")");
+    }
 }
 
 void write_status_json(std::ostream& out, const status_report& report)

@@ -150,21 +150,9 @@ json parse(std::string_view text)
 
 std::string one_line(std::string_view text)
 {
-    std::string out;
-    const std::string_view line = text.substr(0, text.find_first_of("\r\n"));
-    for (std::size_t i = 0; i < line.size() && out.size() < max_status_text; ++i) {
-        const auto u = static_cast<unsigned char>(line[i]);
-        // C0 controls and DEL, and the C1 controls in UTF-8 (U+0080 to U+009F, which some
-        // terminals obey as CSI and OSC): nothing here may steer the operator's terminal.
-        if (u == 0xc2 && i + 1 < line.size() && static_cast<unsigned char>(line[i + 1]) < 0xa0 &&
-            static_cast<unsigned char>(line[i + 1]) >= 0x80) {
-            out += '?';
-            ++i;
-        } else {
-            out += (u < 0x20 || u == 0x7f) ? '?' : line[i];
-        }
-    }
-    return out;
+    // Control characters stay: every human output escapes them (text::escape_controls), and
+    // the JSON outputs escape them as JSON does.
+    return std::string(text.substr(0, text.find_first_of("\r\n")).substr(0, max_status_text));
 }
 
 std::string encode_flush_record(const flush_record& record)
