@@ -249,7 +249,7 @@ class UnreachableSmarthost(WatchTestCase):
         self.assertTrue(w.wait_for_log(r"event=route-backing-off", timeout=5))
         server.start()
         time.sleep(1)
-        self.assertEqual(server.messages, [])  # the watcher waits for its minute
+        self.assertEqual(server.messages, [], w.log_text())  # the watcher waits for its minute
         kicked = time.monotonic()
         result = kick(self.spool, self.workdir)
         self.assertEqual(result.returncode, 0, result.stderr)
