@@ -38,7 +38,7 @@ TEST_CASE("a local entry records its submitter in the envelope and the Received 
     test::temp_dir dir;
     spool::spool s(dir.path());
     auto entry = intake::begin_entry(s, {"mx.example", 0}, intake::local_source(1234, "eve"),
-                                     "eve@example.org", {"bob@example.net"}, 1700000000);
+                                     "eve@example.org", {{"bob@example.net", ""}}, 1700000000);
     entry.write("Subject: x\r\n\r\nbody\r\n");
     const std::string id = entry.id();
     entry.commit();
@@ -59,7 +59,8 @@ TEST_CASE("below the free-space floor nothing is created and the error is ENOSPC
     spool::spool s(dir.path());
     intake::source from;
     try {
-        (void)intake::begin_entry(s, {"mx.example", UINT64_MAX}, from, "", {"a@b.example"}, 1);
+        (void)intake::begin_entry(s, {"mx.example", UINT64_MAX}, from, "", {{"a@b.example", ""}},
+                                  1);
         FAIL("an entry was started below the floor");
     } catch (const std::system_error& e) {
         CHECK(intake::classify(e).what == intake::outcome::insufficient_storage);
@@ -73,7 +74,8 @@ TEST_CASE("a bounce carries no Received line, a null reverse-path and origin dsn
     spool::spool s(dir.path());
     intake::source from;
     from.from = intake::origin::dsn;
-    auto entry = intake::begin_entry(s, {"mx.example", 0}, from, "", {"alice@example.org"}, 5);
+    auto entry =
+        intake::begin_entry(s, {"mx.example", 0}, from, "", {{"alice@example.org", ""}}, 5);
     entry.write("From: MAILER-DAEMON\r\n\r\nx\r\n");
     const std::string id = entry.id();
     entry.commit();

@@ -3,6 +3,7 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/trace.hpp"
 
+#include <algorithm>
 #include <cerrno>
 
 namespace leafmail::intake {
@@ -27,6 +28,40 @@ source local_source(unsigned uid, std::string login)
     s.uid = uid;
     s.login = std::move(login);
     return s;
+}
+
+recipient_expansion expand_recipients(const local_recipients& rules,
+                                      const std::vector<std::string>& given)
+{
+    recipient_expansion out;
+    for (const auto& address : given) {
+        auto resolved = resolve_recipient(rules, address);
+        if (!resolved.refusal.empty()) {
+            out.recipients.clear();
+            out.refused = address;
+            out.refusal = std::move(resolved.refusal);
+            return out;
+        }
+        const bool is_rewritten =
+            resolved.addresses.size() != 1 || resolved.addresses.front() != address;
+        for (auto& target : resolved.addresses) {
+            // root and postmaster both aliased to one person: one copy, the first original.
+            const bool is_known =
+                std::any_of(out.recipients.begin(), out.recipients.end(),
+                            [&](const accepted_recipient& r) { return r.address == target; });
+            if (!is_known)
+                out.recipients.push_back({std::move(target), is_rewritten ? address : ""});
+        }
+    }
+    return out;
+}
+
+std::vector<accepted_recipient> as_given(const std::vector<std::string>& addresses)
+{
+    std::vector<accepted_recipient> out;
+    for (const auto& address : addresses)
+        out.push_back({address, ""});
+    return out;
 }
 
 failure_class classify(const std::system_error& error)
@@ -54,7 +89,7 @@ failure_class classify(const std::system_error& error)
 }
 
 new_entry begin_entry(spool::spool& spool, const intake_limits& limits, const source& from,
-                      std::string reverse_path, const std::vector<std::string>& recipients,
+                      std::string reverse_path, const std::vector<accepted_recipient>& recipients,
                       std::time_t now)
 {
     // OpenSMTPD's rule: below the floor, refuse new mail before the disk is full, so what
@@ -67,14 +102,17 @@ new_entry begin_entry(spool::spool& spool, const intake_limits& limits, const so
     env.origin = std::string(to_string(from.from));
     env.queued_at = static_cast<std::int64_t>(now);
     env.reverse_path = std::move(reverse_path);
-    for (const auto& address : recipients)
-        env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
+    for (const auto& r : recipients)
+        env.recipients.push_back({r.address, spool::recipient_state::pending, 0, 0, ""});
 
     if (from.from != origin::dsn) {
         received_fields trace;
         trace.hostname = limits.hostname;
         trace.queue_id = writer.id();
-        trace.recipient = recipients.size() == 1 ? recipients.front() : std::string();
+        // The recipient as the sender gave it: the trace line records what was handed over.
+        if (recipients.size() == 1)
+            trace.recipient = recipients.front().original.empty() ? recipients.front().address
+                                                                  : recipients.front().original;
         trace.when = now;
         if (from.from == origin::smtp) {
             trace.helo = from.helo;

@@ -426,9 +426,9 @@ void queue_relay::bounce(const std::string& id, const spool::envelope& original,
     intake::source from;
     from.from = intake::origin::dsn;
     // RFC 5321 section 4.5.5: notifications use the null reverse-path.
-    intake::new_entry writer =
-        intake::begin_entry(spool_, {options_.reporting_host, 0}, from, "", {original.reverse_path},
-                            static_cast<std::time_t>(now));
+    intake::new_entry writer = intake::begin_entry(spool_, {options_.reporting_host, 0}, from, "",
+                                                   intake::as_given({original.reverse_path}),
+                                                   static_cast<std::time_t>(now));
     dsn_request request;
     request.reporting_host = options_.reporting_host;
     request.remote_host = remote_host;
