@@ -84,3 +84,44 @@ TEST_CASE("a bounce carries no Received line, a null reverse-path and origin dsn
     CHECK(env.reverse_path.empty());
     CHECK(s.open_content(spool::area::queue, id).read(9) == "From: MAI");
 }
+
+TEST_CASE("local recipients are expanded with their originals and each address once")
+{
+    auto table = std::make_shared<alias_table>();
+    table->entries["root"] = {"alice@example.org", "bob@example.org"};
+    table->entries["postmaster"] = {"root"};
+    const local_recipients rules{table, "admin@example.org", "laptop"};
+    const auto e =
+        intake::expand_recipients(rules, {"root@laptop", "postmaster", "www-data@localhost",
+                                          "carol@example.net", "alice@example.org"});
+    CHECK(e.refusal.empty());
+    CHECK(e.recipients ==
+          std::vector<intake::accepted_recipient>{{"alice@example.org", "root@laptop"},
+                                                  {"bob@example.org", "root@laptop"},
+                                                  {"admin@example.org", "www-data@localhost"},
+                                                  {"carol@example.net", ""}});
+
+    const auto refused =
+        intake::expand_recipients({nullptr, "", "laptop"}, {"a@b.example", "root"});
+    CHECK(refused.recipients.empty());
+    CHECK(refused.refused == "root");
+    CHECK_FALSE(refused.refusal.empty());
+}
+
+TEST_CASE("the envelope keeps the original recipient beside the new one")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path());
+    auto entry = intake::begin_entry(s, {"mx.example", 0}, intake::local_source(0, "root"), "",
+                                     {{"alice@example.org", "root"}}, 1700000000);
+    entry.write("Subject: x\r\n\r\nbody\r\n");
+    const std::string id = entry.id();
+    entry.commit();
+    const auto env = *s.load(spool::area::queue, id);
+    REQUIRE(env.recipients.size() == 1);
+    CHECK(env.recipients[0].address == "alice@example.org");
+    CHECK(env.recipients[0].original_address == "root");
+    // The trace line names the recipient as it was handed over.
+    auto reader = s.open_content(spool::area::queue, id);
+    CHECK(reader.read(400).find("for <root>") != std::string::npos);
+}

@@ -26,7 +26,7 @@ std::string commit(spool::spool& s, const std::string& content, std::vector<std:
     env.helo_name = "client";
     env.reverse_path = std::move(from);
     for (auto& address : to)
-        env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
+        env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, "", "", 0});
     const std::string id = writer.id();
     writer.commit(env);
     return id;
@@ -209,4 +209,27 @@ TEST_CASE("a deferred entry shows when it is tried next, in text and JSON")
     CHECK(doc[0]["next_attempt"] == "2023-11-14T22:25:20Z");
     CHECK(doc[1]["next_attempt"].is_null());
     (void)fresh;
+}
+
+TEST_CASE("a recipient an alias put in place shows the original in text and JSON")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path() / "spool");
+    const std::string id = commit(s, "Subject: cron\r\n\r\nx\r\n", {"alice@example.org", "bob@x"});
+    auto env = *s.load(spool::area::queue, id);
+    env.recipients[0].original_address = "root";
+    s.save_state(spool::area::queue, env);
+
+    const auto entries = scan_spool(s);
+    std::ostringstream text, details, json;
+    write_listing(text, entries, 1700000000);
+    CHECK(text.str().find("<alice@example.org> (for <root>)\n") != std::string::npos);
+    CHECK(text.str().find("<bob@x>\n") != std::string::npos);
+    write_details(details, entries.at(0), "", 1700000000);
+    CHECK(details.str().find("recipient    <alice@example.org> (for <root>)\n") !=
+          std::string::npos);
+    write_json(json, entries, 1700000000);
+    const auto doc = nlohmann::json::parse(json.str());
+    CHECK(doc[0]["recipients"][0]["original"] == "root");
+    CHECK(doc[0]["recipients"][1]["original"] == "");
 }

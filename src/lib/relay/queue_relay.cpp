@@ -294,8 +294,8 @@ void queue_relay::warn_delayed_entries()
         std::vector<failed_recipient> waiting;
         for (const auto& r : env->recipients)
             if (r.state == spool::recipient_state::pending)
-                waiting.push_back(
-                    {r.address, delayed_status(r.last_reply), r.last_reply, !r.last_reply.empty()});
+                waiting.push_back({r.address, delayed_status(r.last_reply), r.last_reply,
+                                   !r.last_reply.empty(), r.original_address});
         // Recorded before the notice is committed: a crash in between loses this one warning
         // rather than ever sending a second.
         env->delay_notice_at = now;
