@@ -7,6 +7,7 @@ loops and depth; rewrite-from with display names; the setgid injector's trust ru
 import json
 import os
 import shutil
+import signal
 import smtplib
 import subprocess
 import tempfile
@@ -154,6 +155,34 @@ class AcceptanceTests(AliasesTestCase):
         self.assertEqual(bounce.rcpt_tos, ["sender@client.test"])
         self.assertIn(b"Original-Recipient: rfc822; operator@localhost\r\n", bounce.content)
         self.assertIn(b"Final-Recipient: rfc822; bob@remote.test\r\n", bounce.content)
+
+
+class ReloadTests(AliasesTestCase):
+
+    def rcpt(self, address):
+        with smtplib.SMTP("127.0.0.1", self.daemon.port, timeout=30) as client:
+            client.ehlo()
+            client.mail("x@client.test")
+            return client.rcpt(address)[0]
+
+    def test_sighup_rereads_the_aliases_file_and_keeps_it_when_broken(self):
+        self.daemon.close()
+        self.daemon = Daemon(config="aliases = %s\n" % self.aliases).start()  # no admin-address
+        self.addCleanup(self.daemon.close)
+        self.assertEqual(self.rcpt("www@localhost"), 550)
+        write(self.aliases, ALIASES + "www: web@remote.test\n")
+        mark = len(self.daemon.lines)
+        self.daemon.process.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(self.daemon.wait_for_log(r"event=reloaded", start=mark), self.daemon.log_text())
+        self.assertEqual(self.rcpt("www@localhost"), 250)
+        # A loop on SIGHUP: logged with its line, the running aliases stay.
+        write(self.aliases, ALIASES + "www: www2\nwww2: www\n")
+        mark = len(self.daemon.lines)
+        self.daemon.process.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(self.daemon.wait_for_log(r"event=reload-failed.*alias loop", start=mark),
+                             self.daemon.log_text())
+        self.assertEqual(self.rcpt("www@localhost"), 250)
+        self.assertIsNone(self.daemon.process.poll())
 
 
 class RefusalTests(AliasesTestCase):
