@@ -3,8 +3,8 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/trace.hpp"
 
-#include <algorithm>
 #include <cerrno>
+#include <unordered_set>
 
 namespace leafmail::intake {
 
@@ -34,6 +34,7 @@ recipient_expansion expand_recipients(const local_recipients& rules,
                                       const std::vector<std::string>& given)
 {
     recipient_expansion out;
+    std::unordered_set<std::string> known; // max-recipients may be large: no quadratic search
     for (const auto& address : given) {
         auto resolved = resolve_recipient(rules, address);
         if (!resolved.refusal.empty()) {
@@ -46,10 +47,7 @@ recipient_expansion expand_recipients(const local_recipients& rules,
             resolved.addresses.size() != 1 || resolved.addresses.front() != address;
         for (auto& target : resolved.addresses) {
             // root and postmaster both aliased to one person: one copy, the first original.
-            const bool is_known =
-                std::any_of(out.recipients.begin(), out.recipients.end(),
-                            [&](const accepted_recipient& r) { return r.address == target; });
-            if (!is_known)
+            if (known.insert(target).second)
                 out.recipients.push_back({std::move(target), is_rewritten ? address : ""});
         }
     }
