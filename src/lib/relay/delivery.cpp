@@ -36,7 +36,7 @@ std::vector<failed_recipient> apply_result(spool::envelope& env,
         // bookkeeping); a refusal we made ourselves (SIZE) is recorded the same way.
         rcpt.attempts += 1;
         rcpt.last_attempt_at = now;
-        rcpt.last_reply = r.why.to_string();
+        rcpt.last_reply = spool::cut_reply(r.why.to_string()); // bounded: reserve_state()
         switch (r.status) {
         case smtp::delivery_status::delivered:
             rcpt.state = spool::recipient_state::delivered;
@@ -72,7 +72,7 @@ std::vector<failed_recipient> expire(spool::envelope& env, std::int64_t now)
         if (!rcpt.last_reply.empty())
             diagnostic += "; last reply: " + rcpt.last_reply;
         failed.push_back({rcpt.address, "4.4.7", diagnostic, false});
-        rcpt.last_reply = diagnostic;
+        rcpt.last_reply = spool::cut_reply(diagnostic);
     }
     return failed;
 }
