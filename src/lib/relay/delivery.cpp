@@ -37,6 +37,12 @@ std::vector<failed_recipient> apply_result(spool::envelope& env,
         rcpt.attempts += 1;
         rcpt.last_attempt_at = now;
         rcpt.last_reply = spool::cut_reply(r.why.to_string()); // bounded: reserve_state()
+        // Unconfirmed: the dot went out and no reply came, so it may have been delivered. Only
+        // the smarthost's own answer in a later attempt clears that; a lost connection does not.
+        if (r.status == smtp::delivery_status::unconfirmed)
+            rcpt.unconfirmed = 1;
+        else if (r.answered)
+            rcpt.unconfirmed = 0;
         switch (r.status) {
         case smtp::delivery_status::delivered:
             rcpt.state = spool::recipient_state::delivered;
