@@ -79,6 +79,7 @@ class TheFinalDot(HardeningFlushCase):
         self.assertIn(entry, entry_ids(self.spool))
         self.assertIn("event=unconfirmed", err)
         self.assertRegex(out, r"sent 0, deferred 1, failed 0, unconfirmed 1 in")
+        self.assertRegex(err, r"event=summary .* unconfirmed=1")  # the same for syslog readers
         self.assert_listed_unconfirmed(True)
         # A lost connection before the dot tells nothing: still unconfirmed, not counted anew.
         closing = self.scripted(faults={"mail": "close"})
