@@ -86,7 +86,7 @@ class ListTest(unittest.TestCase):
         self.assertEqual(good["sender"], "root@example.org" if os.geteuid() == 0 else good["sender"])
         self.assertEqual(good["size"], len(self.spool.content(queued)))
         self.assertRegex(good["queued_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-        self.assertEqual(good["recipients"], [{"address": "bob@example.net", "state": "pending",
+        self.assertEqual(good["recipients"], [{"address": "bob@example.net", "original": "", "state": "pending",
                                                "unconfirmed": False, "attempts": 0,
                                                "last_attempt_at": None, "last_reply": ""}])
         self.assertIsNone(good["error"])
