@@ -84,6 +84,7 @@ class Behaviour:
         self.stall_after_data = 0.0  # seconds to sleep before answering the final dot
         self.users = {}              # user -> password for AUTH
         self.max_recipients = None   # per transaction; more get 452 4.5.3 (RFC 5321 4.5.3.1.10)
+        self.on_data = None          # called with the envelope after the final dot, before the reply
 
 
 class _Handler:
@@ -102,6 +103,8 @@ class _Handler:
 
     async def handle_DATA(self, smtp, session, envelope):
         b = self.server.behaviour
+        if b.on_data:
+            b.on_data(envelope)
         if b.stall_after_data:
             await asyncio.sleep(b.stall_after_data)
         # Notifications (null sender) are never refused, so a test sees its bounce.

@@ -5,13 +5,14 @@ and pending; 452 "too many recipients" and max-recipients-per-transaction split 
 several transactions of one run; every failure after the greeting ends with QUIT, and TLS with
 close_notify. Messages are queued through the real leafmaild; every wait is bounded."""
 
+import json
 import os
 import quopri
 import re
 import subprocess
 import unittest
 
-from harness import LEAFMAIL_SENDMAIL, entry_ids, read_entry
+from harness import LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, entry_ids, read_entry
 from test_flush import FlushTestCase, message
 from test_hardening_flush import HardeningFlushCase, PASSWORD, USER
 
@@ -36,6 +37,22 @@ def wait_for_command_then_close(connection):
 
 
 class TheFinalDot(HardeningFlushCase):
+    def list_spool(self, *args):
+        result = subprocess.run([LEAFMAIL_LIST, "--config", self.flush_config, "--spool",
+                                 self.spool] + list(args), capture_output=True, text=True,
+                                timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout
+
+    def assert_listed_unconfirmed(self, unconfirmed):
+        """leafmail-list shows whether the message may already have reached bob."""
+        state = "pending (unconfirmed)" if unconfirmed else "pending   "
+        self.assertIn("  %s <bob@remote.test>\n" % state, self.list_spool())
+        entries = json.loads(self.list_spool("--json"))
+        self.assertEqual(len(entries), 1)
+        recipient = entries[0]["recipients"][0]
+        self.assertEqual((recipient["state"], recipient["unconfirmed"]), ("pending", unconfirmed))
+
     def test_a_221_to_the_pipelined_quit_is_not_a_delivery(self):
         entry, _ = self.queue_one("silent on the dot")
         server = self.scripted(ehlo_extra=["PIPELINING"], faults={"dot": read_quit_then_close})
@@ -47,6 +64,7 @@ class TheFinalDot(HardeningFlushCase):
         _, envelope = read_entry(self.spool, entry)
         self.assertIn("unexpected reply to the end of data", envelope)
         self.assertRegex(out, r"sent 0, deferred 1, failed 0, unconfirmed 1 in")
+        self.assert_listed_unconfirmed(True)
         # Next time the smarthost answers: sent once more (at-least-once), then gone.
         status, out, err, _, _ = self.flush_to(server)
         self.assertEqual(status, 0, err)
@@ -60,7 +78,21 @@ class TheFinalDot(HardeningFlushCase):
         self.assertEqual(status, 75, err)
         self.assertIn(entry, entry_ids(self.spool))
         self.assertIn("event=unconfirmed", err)
-        self.assertRegex(out, r"unconfirmed 1 in")
+        self.assertRegex(out, r"sent 0, deferred 1, failed 0, unconfirmed 1 in")
+        self.assertRegex(err, r"event=summary .* unconfirmed=1")  # the same for syslog readers
+        self.assert_listed_unconfirmed(True)
+        # A lost connection before the dot tells nothing: still unconfirmed, not counted anew.
+        closing = self.scripted(faults={"mail": "close"})
+        status, out, err, _, _ = self.flush_to(closing)
+        self.assertEqual(status, 75, err)
+        self.assertRegex(out, r"sent 0, deferred 1, failed 0 in")
+        self.assert_listed_unconfirmed(True)
+        # The smarthost's own answer (450 at RCPT) clears it; the message stays pending.
+        busy = self.scripted(faults={"rcpt": "answer:450 4.2.1 mailbox busy"})
+        status, out, err, _, _ = self.flush_to(busy)
+        self.assertEqual(status, 75, err)
+        self.assertEqual(busy.messages, [])
+        self.assert_listed_unconfirmed(False)
 
 
 class TooManyRecipients(FlushTestCase):

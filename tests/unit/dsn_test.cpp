@@ -197,3 +197,36 @@ TEST_CASE("DSN: a delay warning says delayed and until when it is retried", "[ds
     CHECK(m.find("Will-Retry-Until: " + rfc5322_date(1700432000) + "\r\n") != std::string::npos);
     CHECK(m.find("Undelivered") == std::string::npos);
 }
+
+TEST_CASE("apply_result marks a recipient unconfirmed and only a smarthost answer clears it",
+          "[dsn]")
+{
+    auto env = sample_envelope();
+    std::vector<std::size_t> sent;
+    (void)outgoing_for(env, 1, sent);
+    const smtp::reply lost{451, "4.4.2", {"End of file"}};
+    smtp::message_result dropped{1, true, {}};
+    dropped.recipients = {{0, "ok@x", smtp::delivery_status::unconfirmed, lost, false},
+                          {1, "later@x", smtp::delivery_status::unconfirmed, lost, false},
+                          {2, "gone@x", smtp::delivery_status::unconfirmed, lost, false}};
+    CHECK(apply_result(env, sent, dropped, 1700000500).empty());
+    for (std::size_t i = 0; i < 3; ++i) {
+        CHECK(env.recipients[i].state == spool::recipient_state::pending); // at-least-once
+        CHECK(env.recipients[i].unconfirmed == 1);
+    }
+    CHECK(env.recipients[3].unconfirmed == 0); // delivered earlier, not part of it
+
+    // The next attempt: a lost connection before the dot says nothing about the first one;
+    // the smarthost's own answers do, whatever they are.
+    (void)outgoing_for(env, 2, sent);
+    smtp::message_result next{2, true, {}};
+    next.recipients = {
+        {0, "ok@x", smtp::delivery_status::deferred, {451, "4.4.2", {"Connection reset"}}, false},
+        {1, "later@x", smtp::delivery_status::deferred, {450, "4.2.0", {"busy"}}, true},
+        {2, "gone@x", smtp::delivery_status::delivered, {250, "2.0.0", {"ok"}}, true}};
+    (void)apply_result(env, sent, next, 1700000600);
+    CHECK(env.recipients[0].unconfirmed == 1);
+    CHECK(env.recipients[1].unconfirmed == 0);
+    CHECK(env.recipients[2].unconfirmed == 0);
+    CHECK(env.recipients[2].state == spool::recipient_state::delivered);
+}

@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 using namespace leafmail::spool;
 
 namespace {
@@ -89,4 +91,44 @@ TEST_CASE("envelope counts recipients by state")
     CHECK(env.has_pending());
     CHECK(env.count(recipient_state::failed) == 1);
     CHECK(env.count(recipient_state::delivered) == 0);
+}
+
+TEST_CASE("a recorded reply is cut to max_recorded_reply octets and a short one kept")
+{
+    CHECK(cut_reply("250 2.0.0 ok") == "250 2.0.0 ok");
+    const std::string exact(max_recorded_reply, 'e');
+    CHECK(cut_reply(exact) == exact);
+    const std::string cut = cut_reply("550 " + std::string(5000, 'x'));
+    CHECK(cut.size() == max_recorded_reply);
+    CHECK(cut.starts_with("550 xx"));
+    CHECK(cut.ends_with("..."));
+}
+
+TEST_CASE("largest_state_size bounds every outcome of the pending recipients")
+{
+    envelope env = sample_envelope();
+    env.recipients.push_back(
+        {"dave@example.net", recipient_state::pending, 3, 1795000000, "451 4.3.0 later", "", 0});
+    const std::size_t largest = largest_state_size(env);
+    const std::int64_t times[] = {0, 1795000200, std::numeric_limits<std::int64_t>::max(),
+                                  std::numeric_limits<std::int64_t>::min()};
+    for (const auto state :
+         {recipient_state::pending, recipient_state::delivered, recipient_state::failed}) {
+        for (const std::int64_t at : times) {
+            envelope outcome = env;
+            for (auto& r : outcome.recipients) {
+                if (r.state != recipient_state::pending)
+                    continue;
+                r.state = state;
+                r.attempts = std::numeric_limits<std::uint32_t>::max();
+                r.last_attempt_at = at;
+                r.last_reply = cut_reply(std::string(4000, 'z'));
+            }
+            outcome.next_attempt_at = at;
+            outcome.delay_notice_at = at;
+            CHECK(freeze(outcome).size() <= largest);
+        }
+    }
+    // Recipients no longer pending never change, so they cost no room beyond their own.
+    CHECK(largest < freeze(env).size() + 2 * (max_recorded_reply + 64));
 }

@@ -212,6 +212,33 @@ TEST_CASE("a deferred entry shows when it is tried next, in text and JSON")
     (void)fresh;
 }
 
+TEST_CASE("an unconfirmed recipient lists as pending and unconfirmed in text and JSON")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path() / "spool");
+    const std::string id =
+        commit(s, "Subject: dot\r\n\r\nx\r\n", {"bob@example.net", "carol@example.net"});
+    auto env = *s.load(spool::area::queue, id);
+    env.recipients[0].attempts = 1;
+    env.recipients[0].unconfirmed = 1;
+    env.recipients[0].last_reply = "451 4.4.2 End of file";
+    s.save_state(spool::area::queue, env);
+
+    const auto entries = scan_spool(s);
+    std::ostringstream text, json, details;
+    write_listing(text, entries, 1700000000);
+    CHECK(text.str().find("  pending (unconfirmed) <bob@example.net>") != std::string::npos);
+    CHECK(text.str().find("  pending    <carol@example.net>") != std::string::npos);
+    write_json(json, entries, 1700000000);
+    const auto doc = nlohmann::json::parse(json.str());
+    REQUIRE(doc.size() == 1);
+    CHECK(doc[0]["recipients"][0]["unconfirmed"] == true);
+    CHECK(doc[0]["recipients"][0]["state"] == "pending");
+    CHECK(doc[0]["recipients"][1]["unconfirmed"] == false);
+    write_details(details, entries[0], "", 1700000000);
+    CHECK(details.str().find("state      pending (unconfirmed), 1 attempt") != std::string::npos);
+}
+
 TEST_CASE("a recipient an alias put in place shows the original in text and JSON")
 {
     test::temp_dir dir;

@@ -400,3 +400,56 @@ TEST_CASE("a missing spool that is not to be created names its path and what cre
         CHECK(std::string(e.what()).find("--setup-spool") != std::string::npos);
     }
 }
+
+TEST_CASE("an outcome is recorded in the room reserved before sending and in no new file")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string id = commit_message(s, "content\r\n", {"a@example.net", "b@example.net"});
+    auto env = *s.load(area::queue, id);
+    state_reservation room = s.reserve_state(area::queue, env);
+    REQUIRE(room.is_held());
+    CHECK(room.size() == largest_state_size(env));
+    REQUIRE(count_files(dir.path() / "tmp") == 1);
+    const fs::path reserved = fs::directory_iterator(dir.path() / "tmp")->path();
+    CHECK(fs::file_size(reserved) == room.size()); // written out, not a sparse promise
+    struct stat before {};
+    REQUIRE(::stat(reserved.c_str(), &before) == 0);
+
+    env.recipients[0].state = recipient_state::delivered;
+    env.recipients[0].attempts = 1;
+    env.recipients[0].last_reply = cut_reply("250 2.0.0 " + std::string(5000, 'k'));
+    env.recipients[1].state = recipient_state::failed;
+    env.recipients[1].attempts = 1;
+    env.recipients[1].last_reply = "550 5.1.1 unknown";
+    env.next_attempt_at = 1234567890;
+    s.save_state(area::queue, env, room);
+    CHECK_FALSE(room.is_held());
+    CHECK(count_files(dir.path() / "tmp") == 0);
+    CHECK(*s.load(area::queue, id) == env);
+    // The reserved file itself became the state, cut to the archive's length.
+    struct stat after {};
+    const fs::path state = dir.path() / "queue" / (id + ".env");
+    REQUIRE(::stat(state.c_str(), &after) == 0);
+    CHECK(after.st_ino == before.st_ino);
+    CHECK(fs::file_size(state) == freeze(env).size());
+}
+
+TEST_CASE("an unused reservation leaves nothing and a state larger than the room still lands")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    const std::string id = commit_message(s, "content\r\n", {"a@example.net", "b@example.net"});
+    auto env = *s.load(area::queue, id);
+    {
+        state_reservation room = s.reserve_state(area::queue, env);
+        CHECK(count_files(dir.path() / "tmp") == 1);
+    }
+    CHECK(count_files(dir.path() / "tmp") == 0);
+    state_reservation room = s.reserve_state(area::queue, env);
+    env.recipients[0].last_reply = std::string(3 * max_recorded_reply, 'r'); // not cut
+    s.save_state(area::queue, env, room);
+    CHECK(*s.load(area::queue, id) == env);
+    room = state_reservation();
+    CHECK(count_files(dir.path() / "tmp") == 0);
+}

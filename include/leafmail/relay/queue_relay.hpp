@@ -1,10 +1,11 @@
 #pragma once
 // The spool side of a flush: hands out queued entries in arrival order to relay connections
 // and records each result durably (per-recipient states, failed/, bounces, removal) before
-// the connection may send later content. Fails what is older than max-queue-age, warns once
-// about what is older than warn-after, schedules each deferred entry's next attempt. Skips
-// entries another tool has locked; never sees hold/. Knows no sockets: any relay_job_source
-// driver (the real connection, a test) works the same.
+// the connection may send later content, in room reserved before that content went out (a full
+// disk must never make it send a delivered recipient another copy). Fails what is older than
+// max-queue-age, warns once about what is older than warn-after, schedules each deferred entry's
+// next attempt. Skips entries another tool has locked; never sees hold/. Knows no sockets: any
+// relay_job_source driver (the real connection, a test) works the same.
 #include "leafmail/net/relay_connection.hpp"
 #include "leafmail/relay/dsn.hpp"
 #include "leafmail/spool/spool.hpp"
@@ -102,6 +103,9 @@ public:
     [[nodiscard]] std::size_t sent() const;    // entries whose every recipient was delivered
     [[nodiscard]] std::size_t failed() const;  // entries moved to failed/
     [[nodiscard]] std::size_t bounces() const; // notifications created
+    /// True when the room for recording an outcome could not be reserved (a full disk):
+    /// from then on no content went out.
+    [[nodiscard]] bool is_out_of_room() const;
 
 private:
     struct job {
@@ -111,6 +115,8 @@ private:
         std::vector<std::size_t> sent_indexes;
         std::optional<spool::content_reader> content;
         std::vector<failed_recipient> newly_failed = {}; // by this run's transactions so far
+        spool::state_reservation room = {}; // for recording the next outcome (reserve_room)
+        bool has_room = false;              // false: one pending recipient, which needs none
     };
 
     std::optional<spool::envelope> load(const std::string& id);
@@ -121,7 +127,12 @@ private:
     void bounce(const std::string& id, const spool::envelope& original,
                 const std::vector<failed_recipient>& recipients, std::int64_t now,
                 const std::string& remote_host, bool delayed);
-    [[nodiscard]] bool is_stopping() const { return options_.stop && options_.stop->load(); }
+    [[nodiscard]] bool reserve_room(job& j);
+    void stop_out_of_room(const std::string& id, const std::string& error);
+    [[nodiscard]] bool is_stopping() const
+    {
+        return out_of_room_ || (options_.stop && options_.stop->load());
+    }
     void note_next_attempt(std::int64_t at);
     void schedule_next_attempt(spool::envelope& env, std::int64_t now);
 
@@ -141,6 +152,7 @@ private:
     std::size_t delay_notices_ = 0;
     std::int64_t next_attempt_at_ = 0;
     std::string last_deferral_;
+    bool out_of_room_ = false; // an outcome could not be reserved: nothing more goes out
 };
 
 } // namespace leafmail::relay

@@ -85,6 +85,9 @@ struct recipient_result {
     std::string address;
     delivery_status status = delivery_status::deferred;
     reply why; // the server's reply that decided it, or one we made up (connection lost)
+    // why is the server's own reply about this recipient; false for one we made up (a lost
+    // connection, a timeout, not sent), which says nothing about an earlier attempt.
+    bool answered = false;
 };
 
 /// The outcome of one transaction for one message. A message with more recipients than a

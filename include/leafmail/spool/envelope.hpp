@@ -52,6 +52,18 @@ inline constexpr unsigned envelope_format_version = 3;
 /// The recipient's class version within that format (spool-format/README.md, "Versions").
 inline constexpr unsigned recipient_format_version = 2;
 
+/// The longest smarthost reply recorded for one recipient. RFC 5321 section 4.5.3.1.5 allows
+/// 512 octets per reply line; a longer reply is cut to this size (cut_reply), which bounds
+/// the size of every state the relay can record, so the room for it can be reserved before
+/// the content goes out (spool::reserve_state).
+inline constexpr std::size_t max_recorded_reply = 1024;
+/// reply, or its first max_recorded_reply octets ending in "..." when it is longer.
+[[nodiscard]] std::string cut_reply(std::string_view reply);
+/// Octets of the largest archive that recording outcomes for env's pending recipients can
+/// make: each one failed, with a reply of max_recorded_reply octets and every counter and
+/// time at its widest. Recipients no longer pending never change again.
+[[nodiscard]] std::size_t largest_state_size(const envelope& env);
+
 /// Freeze to / thaw from the archive text. thaw() throws spool::corrupt_entry on anything
 /// it cannot read, including a version newer than envelope_format_version.
 [[nodiscard]] std::string freeze(const envelope& env);

@@ -126,6 +126,37 @@ private:
     int fd_ = -1;
 };
 
+/// Room on disk for recording what becomes of one entry, taken before its content goes out:
+/// a file in tmp/ already written to the size of the largest state the outcome can make
+/// (envelope::largest_state_size). save_state() writes the state into that file, so recording
+/// an outcome needs no new disk blocks and a full disk cannot make the relay forget that a
+/// recipient was delivered (and send it again). Spent by one save_state(); removed, unused,
+/// when destroyed.
+class state_reservation {
+public:
+    state_reservation() = default;
+    state_reservation(state_reservation&&) noexcept;
+    state_reservation& operator=(state_reservation&&) noexcept;
+    ~state_reservation();
+
+    [[nodiscard]] bool is_held() const { return fd_ >= 0; }
+    [[nodiscard]] std::uint64_t size() const { return size_; }
+
+private:
+    friend class spool;
+    state_reservation(std::shared_ptr<const spool_directories> dirs, std::string name, int fd,
+                      std::uint64_t size)
+        : dirs_(std::move(dirs)), name_(std::move(name)), fd_(fd), size_(size)
+    {
+    }
+    void release() noexcept;
+
+    std::shared_ptr<const spool_directories> dirs_;
+    std::string name_; // in tmp/
+    int fd_ = -1;
+    std::uint64_t size_ = 0;
+};
+
 struct recovery_report {
     std::size_t removed_temporaries = 0; // interrupted writes found in tmp/
     std::size_t removed_orphan_states = 0;
@@ -177,6 +208,13 @@ public:
     /// Durably records a new envelope for an existing entry without touching its content.
     /// The state file gets the entry's owner and group and mode 0640, whoever writes it.
     void save_state(area where, const envelope& env);
+    /// Reserves the room for recording env's outcome (state_reservation) before its content
+    /// goes out. Throws std::system_error (ENOSPC: the outcome could not be recorded, so the
+    /// content must not go).
+    [[nodiscard]] state_reservation reserve_state(area where, const envelope& env);
+    /// save_state() into the reserved room: no new disk blocks. Spends the reservation; a
+    /// state larger than the room (it cannot be, see largest_state_size) takes new blocks.
+    void save_state(area where, const envelope& env, state_reservation& room);
     /// Removes an entry for good (delivered, or deleted by the operator). False if absent.
     bool remove(area where, std::string_view id);
     /// Moves an entry with its state between areas. False if it is not in `from`.
@@ -234,6 +272,8 @@ private:
     /// The file's text, or nullopt when absent; problem says why it could not be used.
     [[nodiscard]] std::optional<std::string> read_status_file(const char* name,
                                                               std::string& problem) const;
+    int create_state_temporary(area where, const std::string& id, std::string& name) const;
+    void install_state(area where, const std::string& id, int fd, const std::string& name);
 
     std::filesystem::path root_;
     std::shared_ptr<spool_directories> dirs_;

@@ -123,6 +123,16 @@ std::string plural(std::uint64_t n, std::string_view one, std::string_view many)
     return std::to_string(n) + " " + std::string(n == 1 ? one : many);
 }
 
+// "pending (unconfirmed)" when the last attempt sent the final dot and no reply came: the
+// recipient may already have the message, and is tried again (at-least-once).
+std::string state_label(const spool::recipient& r)
+{
+    std::string label(spool::to_string(r.state));
+    if (r.unconfirmed)
+        label += " (unconfirmed)";
+    return label;
+}
+
 std::uint64_t size_of(const listed_entry& e)
 {
     return e.envelope ? e.envelope->content_size : e.file_size;
@@ -278,6 +288,8 @@ void append_entry_json(std::string& out, const listed_entry& e, std::int64_t now
             append_field(out, "original", r.original_address);
             out += ',';
             append_field(out, "state", spool::to_string(r.state));
+            out += ',';
+            append_literal(out, "unconfirmed", r.unconfirmed ? "true" : "false");
             out += ',';
             append_number(out, "attempts", r.attempts);
             out += ',';
@@ -538,7 +550,7 @@ void append_block(std::string& block, const listed_entry& e, std::int64_t now)
                  columns) +
              "\n";
     for (const auto& r : env.recipients) {
-        std::string state(spool::to_string(r.state));
+        std::string state = state_label(r);
         state.resize(std::max<std::size_t>(state.size(), 10), ' ');
         block += fit("  " + state + " <" + r.address + ">" + for_original(r), columns) + "\n";
         if (r.state != spool::recipient_state::delivered && !r.last_reply.empty())
@@ -581,7 +593,7 @@ void write_details(std::ostream& out, const listed_entry& e, std::string_view he
             << (env.is_bounce ? " bounce" : "") << "\n";
     for (const auto& r : env.recipients) {
         out << "  recipient    <" << shown(r.address) << ">" << shown(for_original(r)) << "\n";
-        out << "    state      " << spool::to_string(r.state) << ", "
+        out << "    state      " << state_label(r) << ", "
             << plural(r.attempts, "attempt", "attempts");
         if (r.last_attempt_at > 0)
             out << ", last " << human_time(r.last_attempt_at);

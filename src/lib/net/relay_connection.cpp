@@ -26,9 +26,15 @@ constexpr std::size_t read_block = 16 * 1024;
 // connection has failed already, it need not hold the flush for a full reply timeout.
 constexpr std::chrono::seconds closing_wait{10};
 
-/// The job source failed (a spool error): end the flush, do not blame the smarthost.
+/// The job source failed (a spool error): end the flush, do not blame the smarthost. The
+/// source's own exception goes on to the caller unchanged (a std::system_error stays one, so
+/// a full disk exits "try later", not "internal error").
 struct job_source_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
+    explicit job_source_error(std::exception_ptr source_exception)
+        : std::runtime_error("job source failed"), original(std::move(source_exception))
+    {
+    }
+    std::exception_ptr original;
 };
 
 /// The state of one connection; run() is its only entry point.
@@ -61,8 +67,8 @@ public:
             std::optional<std::string> lost;
             try {
                 co_await converse();
-            } catch (const job_source_error&) {
-                source_failure = std::current_exception();
+            } catch (const job_source_error& e) {
+                source_failure = e.original;
             } catch (const std::exception& e) {
                 // Any I/O error or timeout ends the session through this one boundary.
                 lost = timed_out_ ? timeout_text() : std::string(e.what());
@@ -76,8 +82,8 @@ public:
                     co_await handle(session_.reply_timed_out(*lost));
                 else
                     co_await handle(session_.connection_lost(*lost));
-            } catch (const job_source_error&) {
-                source_failure = std::current_exception();
+            } catch (const job_source_error& e) {
+                source_failure = e.original;
             }
         }
         if (!source_failure)
@@ -295,8 +301,8 @@ private:
                 std::optional<relay_job> job;
                 try {
                     job = source_.next();
-                } catch (const std::exception& e) {
-                    throw job_source_error(e.what());
+                } catch (const std::exception&) {
+                    throw job_source_error(std::current_exception());
                 }
                 if (job) {
                     auto message = job->message;
@@ -315,8 +321,8 @@ private:
                     ++result.messages_attempted;
                 try {
                     source_.finished(done->result); // durable before any later content is sent
-                } catch (const std::exception& e) {
-                    throw job_source_error(e.what());
+                } catch (const std::exception&) {
+                    throw job_source_error(std::current_exception());
                 }
             } else if (auto* finished = std::get_if<smtp::connection_finished>(&effect)) {
                 result.failure = finished->failure;

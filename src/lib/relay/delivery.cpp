@@ -36,7 +36,13 @@ std::vector<failed_recipient> apply_result(spool::envelope& env,
         // bookkeeping); a refusal we made ourselves (SIZE) is recorded the same way.
         rcpt.attempts += 1;
         rcpt.last_attempt_at = now;
-        rcpt.last_reply = r.why.to_string();
+        rcpt.last_reply = spool::cut_reply(r.why.to_string()); // bounded: reserve_state()
+        // Unconfirmed: the dot went out and no reply came, so it may have been delivered. Only
+        // the smarthost's own answer in a later attempt clears that; a lost connection does not.
+        if (r.status == smtp::delivery_status::unconfirmed)
+            rcpt.unconfirmed = 1;
+        else if (r.answered)
+            rcpt.unconfirmed = 0;
         switch (r.status) {
         case smtp::delivery_status::delivered:
             rcpt.state = spool::recipient_state::delivered;
@@ -73,7 +79,7 @@ std::vector<failed_recipient> expire(spool::envelope& env, std::int64_t now)
         if (!rcpt.last_reply.empty())
             diagnostic += "; last reply: " + rcpt.last_reply;
         failed.push_back({rcpt.address, "4.4.7", diagnostic, false, rcpt.original_address});
-        rcpt.last_reply = diagnostic;
+        rcpt.last_reply = spool::cut_reply(diagnostic);
     }
     return failed;
 }

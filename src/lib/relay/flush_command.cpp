@@ -91,7 +91,8 @@ int run_flush_command(const program_context& context)
                            {"sent", std::to_string(summary.sent)},
                            {"deferred", std::to_string(summary.deferred)},
                            {"failed", std::to_string(summary.failed)},
-                           {"bounces", std::to_string(summary.bounces)}}));
+                           {"bounces", std::to_string(summary.bounces)},
+                           {"unconfirmed", std::to_string(summary.unconfirmed)}}));
     return exit_status_of(summary);
 }
 

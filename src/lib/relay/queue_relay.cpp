@@ -14,7 +14,9 @@
 #include "leafmail/text.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <system_error>
 #include <thread>
 
 namespace leafmail::relay {
@@ -126,6 +128,21 @@ std::string delayed_status(const std::string& last_reply)
     const auto reply = parser.next();
     const std::string status = reply ? status_of(*reply) : std::string();
     return status.starts_with("4.") ? status : "4.0.0";
+}
+
+// The envelope with the given failures still pending: what goes on disk while their
+// notification is not committed (a crash or a full disk then retries them rather than lose
+// the notification).
+spool::envelope failures_left_pending(const spool::envelope& env,
+                                      const std::vector<failed_recipient>& failures)
+{
+    spool::envelope on_disk = env;
+    for (auto& r : on_disk.recipients)
+        if (r.state == spool::recipient_state::failed &&
+            std::any_of(failures.begin(), failures.end(),
+                        [&r](const failed_recipient& f) { return f.address == r.address; }))
+            r.state = spool::recipient_state::pending;
+    return on_disk;
 }
 
 } // namespace
@@ -245,18 +262,28 @@ void queue_relay::finished(const smtp::message_result& result)
         // now, so that a crash never sends them again; this run's failures stay pending on
         // disk until the last transaction, when one notification covers them all (committed
         // before the state that says "failed", as in settle()).
-        spool::envelope on_disk = j.env;
-        for (std::size_t index : j.sent_indexes)
-            if (on_disk.recipients[index].state == spool::recipient_state::failed)
-                on_disk.recipients[index].state = spool::recipient_state::pending;
-        spool_.save_state(spool::area::queue, on_disk);
+        spool_.save_state(spool::area::queue, failures_left_pending(j.env, j.newly_failed), j.room);
+        // The next transaction's outcome needs room too, before its content goes out; without
+        // it the connection ends here (what was delivered is recorded).
+        if (!reserve_room(j))
+            throw std::system_error(ENOSPC, std::generic_category(),
+                                    "cannot reserve the room to record the outcome of " + j.id +
+                                        ": its remaining recipients wait");
         return;
     }
     if (j.env.has_pending())
         schedule_next_attempt(j.env, now);
     job done = std::move(j);
     active_.erase(it);
-    settle(done, done.newly_failed, now, options_.remote_host);
+    try {
+        settle(done, done.newly_failed, now, options_.remote_host);
+    } catch (const std::system_error& e) {
+        // Without reserved room (one pending recipient, not delivered) nothing is lost by an
+        // outcome not recorded: it is tried again. Nothing more goes out in this run.
+        if (done.has_room)
+            throw;
+        stop_out_of_room(done.id, e.what());
+    }
 }
 
 void queue_relay::expire_old_entries()
@@ -342,7 +369,17 @@ std::size_t queue_relay::record_unreached(const std::string& reason)
             r.last_attempt_at = now;
             r.last_reply = reason;
         }
-        spool_.save_state(spool::area::queue, j->env);
+        try {
+            if (j->has_room)
+                spool_.save_state(spool::area::queue, j->env, j->room);
+            else
+                spool_.save_state(spool::area::queue, j->env);
+        } catch (const std::system_error& e) {
+            // Only the record of a failed attempt is lost (nothing was sent): say so, stop.
+            log::warning(log::fields(
+                {{"event", "attempt-not-recorded"}, {"id", j->id}, {"error", e.what()}}));
+            break;
+        }
         ++recorded;
     }
     return recorded;
@@ -473,8 +510,45 @@ std::optional<queue_relay::job> queue_relay::prepare()
             spool_.quarantine(spool::area::queue, id);
             continue;
         }
+        if (!reserve_room(j))
+            return std::nullopt;
         return j;
     }
+}
+
+// Recording an outcome must need no new disk blocks, or a full disk would make every run send
+// the recipients already delivered another copy: the room is reserved before the content goes
+// out, and without it nothing more goes out. One pending recipient needs none: delivered, the
+// entry is removed; otherwise nobody has it, and an attempt not recorded only costs a retry.
+bool queue_relay::reserve_room(job& j)
+{
+    j.has_room = false;
+    if (j.env.count(spool::recipient_state::pending) <= 1)
+        return true;
+    try {
+        j.room = spool_.reserve_state(spool::area::queue, j.env);
+        j.has_room = true;
+        return true;
+    } catch (const std::system_error& e) {
+        stop_out_of_room(j.id, e.what());
+        return false;
+    }
+}
+
+void queue_relay::stop_out_of_room(const std::string& id, const std::string& error)
+{
+    out_of_room_ = true;
+    log::error(log::fields({{"event", "spool-full"},
+                            {"id", id},
+                            {"error", error},
+                            {"hint", "nothing more is sent until the spool's filesystem has room "
+                                     "to record what becomes of each message"}}));
+}
+
+bool queue_relay::is_out_of_room() const
+{
+    std::lock_guard lock(mutex_);
+    return out_of_room_;
 }
 
 void queue_relay::expire_job(job& j, std::int64_t now)
@@ -493,12 +567,21 @@ void queue_relay::expire_job(job& j, std::int64_t now)
 void queue_relay::settle(job& j, const std::vector<failed_recipient>& newly_failed,
                          std::int64_t now, const std::string& remote_host)
 {
-    if (!newly_failed.empty() && should_notify(j.env))
-        bounce(j.id, j.env, newly_failed, now, remote_host, false);
+    if (!newly_failed.empty() && should_notify(j.env)) {
+        try {
+            bounce(j.id, j.env, newly_failed, now, remote_host, false);
+        } catch (const std::exception&) {
+            // No notification (a full disk): what was delivered is recorded all the same, in
+            // the reserved room, so it is never sent again; the failures are retried.
+            spool_.save_state(spool::area::queue, failures_left_pending(j.env, newly_failed),
+                              j.room);
+            throw;
+        }
+    }
     if (j.env.has_pending()) {
-        spool_.save_state(spool::area::queue, j.env);
+        spool_.save_state(spool::area::queue, j.env, j.room);
     } else if (j.env.count(spool::recipient_state::failed) > 0) {
-        spool_.save_state(spool::area::queue, j.env);
+        spool_.save_state(spool::area::queue, j.env, j.room);
         spool_.move(j.id, spool::area::queue, spool::area::failed);
         ++failed_;
     } else {

@@ -850,7 +850,8 @@ void client_session::finish_transaction(bool front, const std::optional<reply>& 
         else if (t.data_reply && t.data_reply->code != 354)
             decisive = &*t.data_reply;
         if (decisive)
-            result.recipients.push_back({t.indexes[i], address, status_of(*decisive), *decisive});
+            result.recipients.push_back(
+                {t.indexes[i], address, status_of(*decisive), *decisive, true});
         else
             result.recipients.push_back({t.indexes[i], address, delivery_status::deferred,
                                          local_reply(451, "4.4.2", "no reply from smarthost")});
@@ -927,7 +928,8 @@ void client_session::report_unsent(const transaction& t, const reply& why,
         bool accepted = t.mail_reply && t.mail_reply->is_positive() && t.rcpt_replies[i] &&
                         t.rcpt_replies[i]->is_positive();
         if (refusal)
-            result.recipients.push_back({t.indexes[i], address, status_of(*refusal), *refusal});
+            result.recipients.push_back(
+                {t.indexes[i], address, status_of(*refusal), *refusal, true});
         else if (accepted && t.content_sent) // the dot went out, its reply never came
             result.recipients.push_back({t.indexes[i], address, delivery_status::unconfirmed, why});
         else

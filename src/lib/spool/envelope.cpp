@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <istream>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -173,6 +174,34 @@ std::string freeze(const envelope& env)
         archive << env;
     }
     return std::move(out).str();
+}
+
+std::string cut_reply(std::string_view reply)
+{
+    constexpr std::string_view mark = "...";
+    if (reply.size() <= max_recorded_reply)
+        return std::string(reply);
+    std::string cut(reply.substr(0, max_recorded_reply - mark.size()));
+    cut.append(mark);
+    return cut;
+}
+
+std::size_t largest_state_size(const envelope& env)
+{
+    constexpr auto widest_time = std::numeric_limits<std::int64_t>::min(); // 20 characters
+    envelope largest = env;
+    for (auto& r : largest.recipients) {
+        if (r.state != recipient_state::pending)
+            continue;
+        r.state = recipient_state::failed;
+        r.attempts = std::numeric_limits<std::uint32_t>::max();
+        r.last_attempt_at = widest_time;
+        r.unconfirmed = 1;
+        r.last_reply.assign(std::max(max_recorded_reply, r.last_reply.size()), 'x');
+    }
+    largest.next_attempt_at = widest_time;
+    largest.delay_notice_at = widest_time;
+    return freeze(largest).size();
 }
 
 envelope thaw(std::string_view text)

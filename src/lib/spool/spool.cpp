@@ -447,6 +447,39 @@ void entry_writer::abort() noexcept
     }
 }
 
+// ----------------------------------------------------------------------- state_reservation
+
+state_reservation::state_reservation(state_reservation&& other) noexcept
+    : dirs_(std::move(other.dirs_)), name_(std::move(other.name_)),
+      fd_(std::exchange(other.fd_, -1)), size_(other.size_)
+{
+}
+
+state_reservation& state_reservation::operator=(state_reservation&& other) noexcept
+{
+    if (this != &other) {
+        release();
+        dirs_ = std::move(other.dirs_);
+        name_ = std::move(other.name_);
+        fd_ = std::exchange(other.fd_, -1);
+        size_ = other.size_;
+    }
+    return *this;
+}
+
+state_reservation::~state_reservation()
+{
+    release();
+}
+
+void state_reservation::release() noexcept
+{
+    if (fd_ >= 0) {
+        ::unlinkat(dirs_->tmp, name_.c_str(), 0);
+        ::close(std::exchange(fd_, -1));
+    }
+}
+
 // -------------------------------------------------------------------------- content_reader
 
 content_reader::content_reader(content_reader&& other) noexcept
@@ -915,44 +948,126 @@ content_reader spool::open_content(area where, std::string_view id) const
     return content_reader(entry.release(), content_size);
 }
 
+// A new temporary state file in tmp/ for the entry id, locked while it is written (recover()
+// leaves locked files alone). It keeps the entry's owner, group and mode whoever writes it,
+// so the spool's owner can always read back what an operator changed.
+int spool::create_state_temporary(area where, const std::string& id, std::string& name) const
+{
+    static std::atomic<unsigned> counter{0};
+    name = state_name(id) + "-" + std::to_string(::getpid()) + "-" +
+           std::to_string(counter.fetch_add(1));
+    const std::string tmp_label = root_.string() + "/tmp/" + name;
+    fd_guard file{
+        ::openat(dirs_->tmp, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
+    if (file.fd < 0)
+        throw_errno(errno, "cannot create " + tmp_label);
+    try {
+        ::flock(file.fd, LOCK_EX);
+        struct stat entry {};
+        if (::geteuid() == 0 &&
+            ::fstatat(dir_fd(where), id.c_str(), &entry, AT_SYMLINK_NOFOLLOW) == 0 &&
+            ::fchown(file.fd, entry.st_uid, entry.st_gid) != 0)
+            throw_errno(errno, "cannot chown " + tmp_label);
+        if (::fchmod(file.fd, file_mode) != 0)
+            throw_errno(errno, "cannot set the mode of " + tmp_label);
+    } catch (...) {
+        ::unlinkat(dirs_->tmp, name.c_str(), 0);
+        throw;
+    }
+    return file.release();
+}
+
+// Makes the written temporary state file tmp/<name> the entry's state: fdatasync, rename
+// over <area>/<id>.env, directory fsync. A crash leaves the old or the new state, never a
+// torn one. None of these steps needs a new data block. Takes ownership of fd.
+void spool::install_state(area where, const std::string& id, int fd, const std::string& name)
+{
+    fd_guard file{fd};
+    const std::string tmp_label = root_.string() + "/tmp/" + name;
+    if (::fdatasync(file.fd) != 0) {
+        const int error = errno;
+        ::unlinkat(dirs_->tmp, name.c_str(), 0);
+        throw_errno(error, "cannot fsync " + tmp_label);
+    }
+    if (::renameat(dirs_->tmp, name.c_str(), dir_fd(where), state_name(id).c_str()) != 0) {
+        const int error = errno;
+        ::unlinkat(dirs_->tmp, name.c_str(), 0);
+        throw_errno(error, "cannot rename " + tmp_label + " to " + label(where, state_name(id)));
+    }
+    syncer_for(where)->sync_after_change();
+}
+
 void spool::save_state(area where, const envelope& env)
 {
     check_id(env.id);
-    static std::atomic<unsigned> counter{0};
-    const std::string name = state_name(env.id) + "-" + std::to_string(::getpid()) + "-" +
-                             std::to_string(counter.fetch_add(1));
-    const std::string tmp_label = root_.string() + "/tmp/" + name;
-    {
-        fd_guard file{
-            ::openat(dirs_->tmp, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
-        if (file.fd < 0)
-            throw_errno(errno, "cannot create " + tmp_label);
-        try {
-            ::flock(file.fd, LOCK_EX); // recover() leaves files alone while a writer holds them
-            // The state keeps the entry's owner, group and mode whoever writes it, so the
-            // spool's owner can always read back what an operator changed.
-            struct stat entry {};
-            if (::geteuid() == 0 &&
-                ::fstatat(dir_fd(where), env.id.c_str(), &entry, AT_SYMLINK_NOFOLLOW) == 0 &&
-                ::fchown(file.fd, entry.st_uid, entry.st_gid) != 0)
-                throw_errno(errno, "cannot chown " + tmp_label);
-            if (::fchmod(file.fd, file_mode) != 0)
-                throw_errno(errno, "cannot set the mode of " + tmp_label);
-            write_all(file.fd, freeze(env), tmp_label);
-            if (::fdatasync(file.fd) != 0)
-                throw_errno(errno, "cannot fsync " + tmp_label);
-        } catch (...) {
-            ::unlinkat(dirs_->tmp, name.c_str(), 0);
-            throw;
-        }
-    }
-    if (::renameat(dirs_->tmp, name.c_str(), dir_fd(where), state_name(env.id).c_str()) != 0) {
-        const int error = errno;
+    std::string name;
+    const int fd = create_state_temporary(where, env.id, name);
+    try {
+        write_all(fd, freeze(env), root_.string() + "/tmp/" + name);
+    } catch (...) {
         ::unlinkat(dirs_->tmp, name.c_str(), 0);
-        throw_errno(error,
-                    "cannot rename " + tmp_label + " to " + label(where, state_name(env.id)));
+        ::close(fd);
+        throw;
     }
-    syncer_for(where)->sync_after_change();
+    install_state(where, env.id, fd, name);
+}
+
+state_reservation spool::reserve_state(area where, const envelope& env)
+{
+    check_id(env.id);
+    const std::size_t size = largest_state_size(env);
+    std::string name;
+    fd_guard file{create_state_temporary(where, env.id, name)};
+    // Written, not fallocate()d: a write takes its blocks now (delayed allocation reserves
+    // them), while filling an unwritten extent later may still need metadata blocks.
+    const std::string padding(std::min<std::size_t>(size, write_buffer_size), ' ');
+    try {
+        for (std::size_t done = 0; done < size;) {
+            const std::size_t n = std::min(padding.size(), size - done);
+            write_all(file.fd, std::string_view(padding).substr(0, n),
+                      root_.string() + "/tmp/" + name);
+            done += n;
+        }
+    } catch (const std::system_error& e) {
+        ::unlinkat(dirs_->tmp, name.c_str(), 0);
+        throw std::system_error(e.code(), "cannot reserve " + std::to_string(size) + " octets in " +
+                                              root_.string() + "/tmp to record the outcome of " +
+                                              env.id);
+    }
+    return state_reservation(dirs_, std::move(name), file.release(), size);
+}
+
+void spool::save_state(area where, const envelope& env, state_reservation& room)
+{
+    check_id(env.id);
+    const std::string text = freeze(env);
+    if (!room.is_held() || text.size() > room.size()) {
+        save_state(where, env);
+        return;
+    }
+    const std::string name = room.name_;
+    const int fd = std::exchange(room.fd_, -1);
+    const std::string tmp_label = root_.string() + "/tmp/" + name;
+    // Overwrites blocks the reservation already holds, then gives the rest back: no step
+    // here allocates.
+    try {
+        for (std::size_t done = 0; done < text.size();) {
+            const ssize_t n =
+                ::pwrite(fd, text.data() + done, text.size() - done, static_cast<off_t>(done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                throw_errno(errno, "cannot write " + tmp_label);
+            done += static_cast<std::size_t>(n);
+        }
+        if (::ftruncate(fd, static_cast<off_t>(text.size())) != 0)
+            throw_errno(errno, "cannot truncate " + tmp_label);
+    } catch (...) {
+        ::unlinkat(dirs_->tmp, name.c_str(), 0);
+        ::close(fd);
+        throw;
+    }
+    install_state(where, env.id, fd, name);
 }
 
 bool spool::remove(area where, std::string_view id)
