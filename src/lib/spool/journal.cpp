@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace leafmail::spool {
@@ -220,10 +221,17 @@ std::uint64_t file_size(int fd, const std::string& label)
 // written ("unwritten extents"): they are written here, once.
 // Without `create`, a missing file is -1 and an existing one is used as it is.
 int open_preallocated(int dir_fd, const std::string& name, std::uint64_t size,
-                      const std::string& label, bool create, bool& grew)
+                      const std::string& label, bool create, bool& grew,
+                      std::vector<std::string>& made)
 {
-    const int fd =
-        ::openat(dir_fd, name.c_str(), O_RDWR | (create ? O_CREAT : 0) | no_follow, file_mode);
+    int fd = -1;
+    if (create) {
+        fd = ::openat(dir_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | no_follow, file_mode);
+        if (fd >= 0)
+            made.push_back(name);
+    }
+    if (fd < 0 && (!create || errno == EEXIST))
+        fd = ::openat(dir_fd, name.c_str(), O_RDWR | no_follow);
     if (fd < 0) {
         if (!create && errno == ENOENT)
             return -1;
@@ -275,6 +283,7 @@ std::unique_ptr<journal> journal::open(int dir_fd, const std::string& label,
     if (own_dir < 0)
         throw_errno(errno, "cannot open " + label);
     std::vector<int> fds;
+    std::vector<std::string> made;
     int lock_fd = -1;
     auto close_all = [&] {
         for (int fd : fds)
@@ -284,10 +293,24 @@ std::unique_ptr<journal> journal::open(int dir_fd, const std::string& label,
         ::close(own_dir);
     };
     try {
+        if (create) {
+            // The journal never takes the last of the disk: it is made only where twice its
+            // size is free, and what a failed attempt made is removed again.
+            struct statvfs st {};
+            const std::uint64_t needed = options.segment_count * options.segment_size +
+                                         jf::checkpoint_slot_size * jf::checkpoint_slots;
+            if (::fstatvfs(own_dir, &st) == 0 &&
+                static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize < 2 * needed &&
+                ::faccessat(own_dir, "segment-0", F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+                throw_errno(ENOSPC, "cannot preallocate " + label + " (" +
+                                        std::to_string(needed / 1024) +
+                                        " KiB, less than twice "
+                                        "that free)");
+        }
         bool grew = false;
         lock_fd = open_preallocated(own_dir, checkpoint_name,
                                     jf::checkpoint_slot_size * jf::checkpoint_slots,
-                                    label + "/" + checkpoint_name, create, grew);
+                                    label + "/" + checkpoint_name, create, grew, made);
         if (lock_fd < 0) {
             close_all();
             return nullptr; // never made: nothing to replay
@@ -301,13 +324,15 @@ std::unique_ptr<journal> journal::open(int dir_fd, const std::string& label,
         for (std::size_t i = 0; i < options.segment_count; ++i) {
             const std::string name = "segment-" + std::to_string(i);
             const int fd = open_preallocated(own_dir, name, options.segment_size,
-                                             label + "/" + name, create, grew);
+                                             label + "/" + name, create, grew, made);
             if (fd >= 0)
                 fds.push_back(fd);
         }
         if (grew && ::fsync(own_dir) != 0) // the new names, once
             throw_errno(errno, "cannot fsync " + label);
     } catch (...) {
+        for (const auto& name : made)
+            ::unlinkat(own_dir, name.c_str(), 0);
         close_all();
         throw;
     }
