@@ -38,7 +38,8 @@ int main(int argc, char* argv[])
         env.client_address = "127.0.0.1";
         env.helo_name = "bench";
         env.reverse_path = "bench@example.org";
-        env.recipients.push_back({argv[4], leafmail::spool::recipient_state::pending, 0, 0, ""});
+        env.recipients.push_back(
+            {argv[4], leafmail::spool::recipient_state::pending, 0, 0, "", "", 0});
         std::string content =
             "Received: from bench ([127.0.0.1])\r\n\tby bench (leafmail) with ESMTP id " + env.id +
             "; Thu, 01 Jan 1970 00:00:00 +0000\r\nFrom: bench@example.org\r\nTo: " + argv[4] +

@@ -26,7 +26,7 @@ std::string commit(spool::spool& s, const std::string& content, std::vector<std:
     env.helo_name = "client";
     env.reverse_path = std::move(from);
     for (auto& address : to)
-        env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
+        env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, "", "", 0});
     const std::string id = writer.id();
     writer.commit(env);
     return id;

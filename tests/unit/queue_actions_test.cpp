@@ -16,9 +16,11 @@ std::string commit(spool::spool& s)
     spool::envelope env;
     env.origin = "sendmail";
     env.reverse_path = "a@b";
-    env.recipients.push_back({"ok@x", spool::recipient_state::delivered, 1, 1, "250 ok"});
-    env.recipients.push_back({"bad@x", spool::recipient_state::failed, 3, 1, "550 no such user"});
-    env.recipients.push_back({"later@x", spool::recipient_state::pending, 2, 1, "451 later"});
+    env.recipients.push_back({"ok@x", spool::recipient_state::delivered, 1, 1, "250 ok", "", 0});
+    env.recipients.push_back(
+        {"bad@x", spool::recipient_state::failed, 3, 1, "550 no such user", "", 0});
+    env.recipients.push_back(
+        {"later@x", spool::recipient_state::pending, 2, 1, "451 later", "", 0});
     const std::string id = writer.id();
     writer.commit(env);
     return id;

@@ -42,7 +42,7 @@ struct fixture {
         env.origin = "smtp";
         env.reverse_path = std::move(sender);
         for (auto& r : recipients)
-            env.recipients.push_back({std::move(r), recipient_state::pending, 0, 0, ""});
+            env.recipients.push_back({std::move(r), recipient_state::pending, 0, 0, "", "", 0});
         const std::string id = writer.id();
         writer.commit(std::move(env));
         return id;

@@ -51,7 +51,8 @@ TEST_CASE("format v1: a fresh SMTP entry thaws with every field")
     CHECK(env->helo_name == "client.example");
     CHECK(env->reverse_path == "alice@example.org");
     REQUIRE(env->recipients.size() == 2);
-    CHECK(env->recipients[0] == recipient{"bob@example.net", recipient_state::pending, 0, 0, ""});
+    CHECK(env->recipients[0] ==
+          recipient{"bob@example.net", recipient_state::pending, 0, 0, "", "", 0});
     CHECK(env->recipients[1].address == "carol@example.net");
     CHECK(env->content_size == 305);
     CHECK(env->body_8bit == 1);
@@ -76,54 +77,82 @@ TEST_CASE("format v1: a state file overrides the envelope in the entry")
     CHECK(env->is_bounce == 1);
     REQUIRE(env->recipients.size() == 3);
     CHECK(env->recipients[0] == recipient{"dave@example.com", recipient_state::delivered, 1,
-                                          1795356000, "250 2.0.0 Ok: queued"});
+                                          1795356000, "250 2.0.0 Ok: queued", "", 0});
     CHECK(env->recipients[1].state == recipient_state::failed);
     CHECK(env->recipients[1].last_reply ==
           "550 5.1.1 <erin@example.com>: Recipient address rejected");
     CHECK(env->recipients[2] == recipient{"frank@example.com", recipient_state::pending, 2,
-                                          1795356060,
-                                          "451 4.3.0 Temporary failure, \"try again\""});
+                                          1795356060, "451 4.3.0 Temporary failure, \"try again\"",
+                                          "", 0});
     CHECK(env->has_pending());
 }
 
-// A version-1 envelope frozen again is written as version 2: the same tokens with the class
-// version 2 and the two appended fields at 0. Nothing else of the archive changes.
-std::string as_version_2(std::string archive, const std::string& appended)
-{
-    const std::string v1 = "22 serialization::archive 18 0 1 ";
-    REQUIRE(archive.compare(0, v1.size(), v1) == 0);
-    archive.replace(0, v1.size(), "22 serialization::archive 18 0 2 ");
-    REQUIRE(archive.back() == '\n');
-    archive.insert(archive.size() - 1, appended);
-    return archive;
-}
-
-TEST_CASE("format v1: freezing the thawed envelope writes the same fields as version 2")
+// An older envelope frozen again is written in the current format: every field it had keeps
+// its value, and the fields appended since read as their "never set" values.
+TEST_CASE("format v1: freezing the thawed envelope keeps every field in the current format")
 {
     golden_spool g;
+    for (const char* id : {fresh_smtp_entry, bounce_with_state}) {
+        const auto env = g.s.load(area::queue, id);
+        REQUIRE(env);
+        const std::string archive = freeze(*env);
+        CHECK(archive.starts_with("22 serialization::archive 18 0 3 "));
+        CHECK(thaw(archive) == *env);
+        for (const auto& r : env->recipients) {
+            CHECK(r.original_address.empty());
+            CHECK(r.unconfirmed == 0);
+        }
+    }
     const std::string entry = file_bytes(golden_v1 / fresh_smtp_entry);
-    const auto env = g.s.load(area::queue, fresh_smtp_entry);
-    REQUIRE(env);
-    const std::string archive =
-        entry.substr(env->content_size, entry.size() - 32 - env->content_size);
-    CHECK(freeze(*env) == as_version_2(archive, " 0 0"));
     CHECK(entry.substr(entry.size() - 32) == "\nLEAFMAIL1 00000000000000000305\n");
-    const auto with_state = g.s.load(area::queue, bounce_with_state);
-    CHECK(freeze(*with_state) ==
-          as_version_2(file_bytes(golden_v1 / (std::string(bounce_with_state) + ".env")), " 0 0"));
 }
 
-TEST_CASE("format v2: freezing the thawed envelope writes the golden bytes again")
+TEST_CASE("format v2: freezing the thawed envelope appends only the recipient fields")
 {
     leafmail::test::temp_dir dir;
     spool s{dir.path()};
     constexpr const char* id = "000660dd5b2a0000-000022dd-0002";
     const fs::path golden = fs::path(LEAFMAIL_SPOOL_FORMAT_DIR) / "v2" / id;
     fs::copy_file(golden, dir.path() / "queue" / id);
+    const auto env = s.load(area::queue, id);
+    REQUIRE(env);
+    // The golden archive with the envelope at class version 3, the recipient at 2, and each
+    // recipient's two appended fields (an empty original address, not unconfirmed).
+    CHECK(freeze(*env) ==
+          "22 serialization::archive 18 0 3 30 000660dd5b2a0000-000022dd-0002 1795352400 4 smtp "
+          "9 127.0.0.1 14 client.example 17 alice@example.org 0 0 2 2 0 2 15 bob@example.net "
+          "0 0 0 0  0  0 17 carol@example.net 0 0 0 0  0  0 305 1 0 1795356060 1795366800\n");
+}
+
+TEST_CASE("format v3: freezing the thawed envelope writes the golden bytes again")
+{
+    leafmail::test::temp_dir dir;
+    spool s{dir.path()};
+    constexpr const char* id = "000660dd5b2a0000-000022dd-0003";
+    const fs::path golden = fs::path(LEAFMAIL_SPOOL_FORMAT_DIR) / "v3" / id;
+    fs::copy_file(golden, dir.path() / "queue" / id);
     const std::string entry = file_bytes(golden);
     const auto env = s.load(area::queue, id);
     REQUIRE(env);
     CHECK(freeze(*env) == entry.substr(env->content_size, entry.size() - 32 - env->content_size));
+}
+
+TEST_CASE("format v3: the original address and the unconfirmed flag thaw")
+{
+    leafmail::test::temp_dir dir;
+    spool s{dir.path()};
+    constexpr const char* id = "000660dd5b2a0000-000022dd-0003";
+    fs::copy_file(fs::path(LEAFMAIL_SPOOL_FORMAT_DIR) / "v3" / id, dir.path() / "queue" / id);
+    const auto env = s.load(area::queue, id);
+    REQUIRE(env);
+    REQUIRE(env->recipients.size() == 2);
+    CHECK(env->recipients[0] ==
+          recipient{"bob@example.net", recipient_state::pending, 0, 0, "", "root", 0});
+    CHECK(env->recipients[1] == recipient{"carol@example.net", recipient_state::pending, 1,
+                                          1795356000,
+                                          "451 4.4.2 connection ended after the final dot", "", 1});
+    CHECK(env->next_attempt_at == 1795356060);
+    CHECK(env->delay_notice_at == 0);
 }
 
 TEST_CASE("format v1: entries thaw with no schedule and no delay notice")

@@ -27,7 +27,7 @@ envelope envelope_for(std::vector<std::string> rcpts)
     env.helo_name = "client";
     env.reverse_path = "alice@example.org";
     for (auto& r : rcpts)
-        env.recipients.push_back({std::move(r), recipient_state::pending, 0, 0, ""});
+        env.recipients.push_back({std::move(r), recipient_state::pending, 0, 0, "", "", 0});
     return env;
 }
 

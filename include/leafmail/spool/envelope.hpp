@@ -19,6 +19,10 @@ struct recipient {
     std::uint32_t attempts = 0;       // relay attempts that reached this recipient
     std::int64_t last_attempt_at = 0; // Unix seconds, 0 = never tried
     std::string last_reply;           // smarthost's last reply, one line
+    // Recipient class version 2 (envelope format 3):
+    std::string original_address; // as the client gave it, when an alias replaced it; else ""
+    std::int32_t unconfirmed = 0; // 1: the last attempt got no reply to the final dot, so the
+                                  // message may already have been delivered (still pending)
 
     friend bool operator==(const recipient&, const recipient&) = default;
 };
@@ -43,8 +47,10 @@ struct envelope {
     friend bool operator==(const envelope&, const envelope&) = default;
 };
 
-/// Newest format this build writes and the newest it can read.
-inline constexpr unsigned envelope_format_version = 2;
+/// Newest format this build writes and the newest it can read: the envelope's class version.
+inline constexpr unsigned envelope_format_version = 3;
+/// The recipient's class version within that format (spool-format/README.md, "Versions").
+inline constexpr unsigned recipient_format_version = 2;
 
 /// Freeze to / thaw from the archive text. thaw() throws spool::corrupt_entry on anything
 /// it cannot read, including a version newer than envelope_format_version.

@@ -67,8 +67,11 @@ new_entry begin_entry(spool::spool& spool, const intake_limits& limits, const so
     env.origin = std::string(to_string(from.from));
     env.queued_at = static_cast<std::int64_t>(now);
     env.reverse_path = std::move(reverse_path);
-    for (const auto& address : recipients)
-        env.recipients.push_back({address, spool::recipient_state::pending, 0, 0, ""});
+    for (const auto& address : recipients) {
+        spool::recipient r;
+        r.address = address;
+        env.recipients.push_back(std::move(r));
+    }
 
     if (from.from != origin::dsn) {
         received_fields trace;

@@ -21,9 +21,11 @@
 #include <utility>
 
 // A new field is appended behind `if (version >= N)` together with a BOOST_CLASS_VERSION bump,
-// a golden file in spool-format/ and a row in its version table. The recipient is still at 1.
-BOOST_CLASS_VERSION(leafmail::spool::recipient, 1)
-BOOST_CLASS_VERSION(leafmail::spool::envelope, 2)
+// a golden file in spool-format/ and a row in its version table. A new recipient version also
+// bumps the envelope's: a leafmail 0.2 reader checks only that a recipient's version is at most
+// 2, so it would misread a newer recipient; it does refuse an envelope newer than it knows.
+BOOST_CLASS_VERSION(leafmail::spool::recipient, leafmail::spool::recipient_format_version)
+BOOST_CLASS_VERSION(leafmail::spool::envelope, leafmail::spool::envelope_format_version)
 // Envelopes are values, never shared through pointers: no object tracking in the archive.
 BOOST_CLASS_TRACKING(leafmail::spool::recipient, boost::serialization::track_never)
 BOOST_CLASS_TRACKING(leafmail::spool::envelope, boost::serialization::track_never)
@@ -32,13 +34,12 @@ namespace {
 
 // Boost 1.74 hands the stored version to serialize() but does not refuse one it does not
 // know; a newer leafmail's entry must be refused, not misread.
-void check_version(unsigned stored, const char* what)
+void check_version(unsigned stored, unsigned newest, const char* what)
 {
-    if (stored > leafmail::spool::envelope_format_version)
+    if (stored > newest)
         throw leafmail::spool::corrupt_entry(
             std::string(what) + " format version " + std::to_string(stored) +
-            " is newer than this leafmail reads (" +
-            std::to_string(leafmail::spool::envelope_format_version) + ")");
+            " is newer than this leafmail reads (" + std::to_string(newest) + ")");
 }
 
 } // namespace
@@ -117,16 +118,18 @@ namespace boost::serialization {
 template <class Archive>
 void serialize(Archive& ar, leafmail::spool::recipient& r, const unsigned version)
 {
-    check_version(version, "recipient");
+    check_version(version, leafmail::spool::recipient_format_version, "recipient");
     auto state = static_cast<std::int32_t>(r.state);
     ar& r.address& state& r.attempts& r.last_attempt_at& r.last_reply;
     r.state = static_cast<leafmail::spool::recipient_state>(state);
+    if (version >= 2)
+        ar& r.original_address& r.unconfirmed;
 }
 
 template <class Archive>
 void serialize(Archive& ar, leafmail::spool::envelope& e, const unsigned version)
 {
-    check_version(version, "envelope");
+    check_version(version, leafmail::spool::envelope_format_version, "envelope");
     ar& e.id& e.queued_at& e.origin& e.client_address& e.helo_name& e.reverse_path;
     ar& e.recipients& e.content_size& e.body_8bit& e.is_bounce;
     if (version >= 2)
@@ -189,6 +192,9 @@ envelope thaw(std::string_view text)
         if (r.state != recipient_state::pending && r.state != recipient_state::delivered &&
             r.state != recipient_state::failed)
             throw corrupt_entry("envelope has a recipient in an unknown state");
+        if (r.unconfirmed != 0 && r.unconfirmed != 1)
+            throw corrupt_entry(
+                "envelope has a recipient with an unconfirmed flag other than 0 or 1");
     }
     return env;
 }
