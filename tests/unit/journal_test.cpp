@@ -45,7 +45,7 @@ envelope envelope_for(const std::string& id, std::size_t content_size)
     env.client_address = "127.0.0.1";
     env.helo_name = "client.example";
     env.reverse_path = "alice@example.org";
-    env.recipients.push_back({"bob@example.net", recipient_state::pending, 0, 0, ""});
+    env.recipients.push_back({"bob@example.net", recipient_state::pending, 0, 0, "", "", 0});
     env.content_size = content_size;
     return env;
 }
