@@ -285,6 +285,8 @@ def bench_injection(args, work):
             base = os.path.join(work, f"inject-{parallel}-{run}")
             spool = os.path.join(base, "spool")
             os.makedirs(base)
+            # The injector never creates a spool (it is leafmaild's, or --setup-spool's).
+            Leafmaild(args.bin_dir, spool).stop()
             conf = os.path.join(base, "leafmail.conf")
             with open(conf, "w") as f:
                 f.write(f"spool = {spool}\nhostname = bench.leafmail\n")

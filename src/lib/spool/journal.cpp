@@ -241,7 +241,7 @@ int open_preallocated(int dir_fd, const std::string& name, std::uint64_t size,
         std::uint64_t have = file_size(fd, label);
         if (create && have < size) {
             ::fchmod(fd, file_mode);
-            const std::string zeros(1024 * 1024, '\0');
+            const std::string zeros(64 * 1024, '\0');
             while (have < size) {
                 const auto n =
                     static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), size - have));
@@ -389,14 +389,28 @@ std::vector<journal_record_location> journal::records_after_checkpoint()
     std::lock_guard lock(mutex_);
     for (std::size_t segment = 0; segment < segment_fds_.size(); ++segment) {
         const int fd = segment_fds_[segment];
-        // One segment at a time: memory stays bounded by the segment size.
-        const std::string image =
-            pread_all(fd, 0, static_cast<std::size_t>(file_size(fd, segment_label(segment))));
-        for (const auto& record : jf::read_segment(image)) {
-            segment_last_[segment] = std::max(segment_last_[segment], record.sequence);
-            next_sequence_ = std::max(next_sequence_, record.sequence + 1);
-            if (record.sequence > checkpointed_)
-                found.push_back({record.sequence, segment, record.offset});
+        const std::uint64_t size = file_size(fd, segment_label(segment));
+        // Record by record, as read_segment() walks an image, so that memory stays bounded by
+        // one record, not a segment (the daemon's peak memory starts here).
+        std::uint64_t offset = 0;
+        std::optional<std::uint64_t> previous;
+        while (size - offset >= jf::header_size) {
+            const std::string header = pread_all(fd, offset, jf::header_size);
+            const std::uint64_t length =
+                header.size() == jf::header_size ? get_le(header, 16, 4) : 0;
+            if (length < jf::id_size || length > size - offset - jf::header_size)
+                break;
+            const auto records = jf::read_segment(
+                header + pread_all(fd, offset + jf::header_size, static_cast<std::size_t>(length)));
+            if (records.size() != 1 || (previous && records[0].sequence != *previous + 1))
+                break;
+            const std::uint64_t sequence = records[0].sequence;
+            segment_last_[segment] = std::max(segment_last_[segment], sequence);
+            next_sequence_ = std::max(next_sequence_, sequence + 1);
+            if (sequence > checkpointed_)
+                found.push_back({sequence, segment, offset});
+            previous = sequence;
+            offset += jf::header_size + length;
         }
     }
     std::sort(found.begin(), found.end(),
