@@ -1,6 +1,7 @@
 #pragma once
 // Small text helpers several modules need, each written once: ASCII case-insensitive
-// comparison, base64 (RFC 4648), and the split of "host", "host:port" or "[v6]:port".
+// comparison, base64 (RFC 4648), the split of "host", "host:port" or "[v6]:port", and the
+// escaping of peer text before a person sees it.
 // Standard library only and locale-free, so the pure protocol core (smtp/) may use them:
 // peer bytes above 127 are never case-folded by a locale.
 #include <optional>
@@ -28,5 +29,18 @@ struct host_port {
 
 /// A port number from 1 to 65535 (0 when allow_zero: "any free port"); nullopt otherwise.
 [[nodiscard]] std::optional<unsigned> parse_port(std::string_view text, bool allow_zero = false);
+
+/// Text that a peer wrote (a header, an address, a reply, a HELO name), made safe to show on a
+/// terminal or in a log line: C0 controls, DEL, C1 controls (raw or UTF-8 encoded), octets
+/// that are not UTF-8, and Unicode's bidirectional controls and line separators become "\xNN",
+/// one per octet, and '\' becomes "\\". An ESC can then neither retitle the window nor clear
+/// the screen, and nothing can pass for a line of our own. Other UTF-8 is kept as it is,
+/// unless keep_utf8 is false (7-bit output such as a header field): then every octet above
+/// 127 is escaped.
+[[nodiscard]] std::string escape_controls(std::string_view text, bool keep_utf8 = true);
+
+/// True when escape_controls(text) would return text unchanged (the common case, checked
+/// cheaply).
+[[nodiscard]] bool is_plain_text(std::string_view text);
 
 } // namespace leafmail::text

@@ -492,6 +492,7 @@ file_contents read_file(const fs::path& file, const po::options_description& des
     // do not count.
     file_contents result;
     std::string top_level;
+    std::map<std::string, int, std::less<>> top_level_lines; // key -> line of its first setting
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
         const auto at = [&] { return file.string() + ":" + std::to_string(number); };
@@ -510,18 +511,28 @@ file_contents read_file(const fs::path& file, const po::options_description& des
             top_level += '\n';
             continue;
         }
+        if (text.empty()) {
+            top_level += '\n';
+            continue;
+        }
+        const auto eq = text.find('=');
+        const std::string_view key = trimmed(text.substr(0, eq));
+        if (eq == std::string_view::npos || key.empty())
+            throw config_error(at() + ": expected 'key = value', not '" + std::string(text) + "'");
         if (result.sections.empty()) {
+            // Boost would name neither line of these two mistakes: said here, with both.
+            const auto known = std::find_if(std::begin(keys), std::end(keys),
+                                            [&](const key_info& k) { return k.name == key; });
+            const auto [first, is_new] = top_level_lines.emplace(std::string(key), number);
+            if (!is_new && known != std::end(keys) && !known->is_list)
+                throw config_error(at() + ": '" + std::string(key) +
+                                   "' is set twice (first on line " +
+                                   std::to_string(first->second) + ")");
             top_level += line;
             top_level += '\n';
             continue;
         }
         top_level += '\n';
-        if (text.empty())
-            continue;
-        const auto eq = text.find('=');
-        const std::string_view key = trimmed(text.substr(0, eq));
-        if (eq == std::string_view::npos || key.empty())
-            throw config_error(at() + ": expected 'key = value', not '" + std::string(text) + "'");
         result.sections.back().entries.push_back(
             {number, std::string(key), std::string(trimmed(text.substr(eq + 1)))});
     }

@@ -1,5 +1,7 @@
 #include "leafmail/log.hpp"
 
+#include "leafmail/text.hpp"
+
 #include <atomic>
 #include <cstdio>
 #include <mutex>
@@ -34,7 +36,7 @@ bool needs_quoting(std::string_view value)
     if (value.empty())
         return true;
     for (unsigned char c : value)
-        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c == 127)
+        if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 127)
             return true;
     return false;
 }
@@ -86,18 +88,12 @@ std::string fields(std::initializer_list<std::pair<std::string_view, std::string
             out.append(value);
             continue;
         }
+        // Controls (C0, DEL, C1, bidirectional) as \xNN, '\' doubled (text.hpp); then '"'.
         out += '"';
-        for (unsigned char c : value) {
-            if (c == '"' || c == '\\') {
+        for (const char c : text::escape_controls(value)) {
+            if (c == '"')
                 out += '\\';
-                out += static_cast<char>(c);
-            } else if (c < ' ' || c == 127) {
-                char escaped[5];
-                std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
-                out += escaped;
-            } else {
-                out += static_cast<char>(c);
-            }
+            out += c;
         }
         out += '"';
     }

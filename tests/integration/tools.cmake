@@ -15,3 +15,6 @@ set_property(TEST tools-install APPEND PROPERTY ENVIRONMENT
 # The spool as a trust boundary (issue 10): run as root on the installed layout; under
 # CI=true nothing in it may skip.
 add_integration_test(trust test_trust.py trust)
+# What leafmail tells a person (issue 11): peer text escaped, long replies wrapped, the
+# Received: line valid for any HELO, configuration mistakes named with line and fix.
+add_integration_test(diagnostics test_diagnostics.py tools)

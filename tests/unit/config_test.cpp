@@ -128,7 +128,12 @@ TEST_CASE("configuration errors name the file, the line and the key")
         {"listen = 127.0.0.1\n", ":1", "listen"},
         {"listen = 127.0.0.1:99999\n", ":1", "listen"},
         {"smarthost = relay:0\n", ":1", "smarthost"},
-        {"spool = /a\nspool = /b\n", ":1", "spool"},
+        // Issue 11: the second setting's own line, and the line of the first.
+        {"spool = /a\nspool = /b\n", ":2", "spool"},
+        {"spool = /a\n\n# a comment\nspool = /b\n", ":4: 'spool' is set twice (first on line 1)",
+         "spool"},
+        // Issue 11: a line without '=' (Boost said only "invalid line", without a number).
+        {"spool = /a\nsmarthost relay.example:25\n", ":2", "smarthost relay.example:25"},
         {"auth-user = me\n", ":1", "auth-user"},
         {"[section]\nkey = 1\n", ":1", "[section]"},
         {"auth-user = me\nauth-token-command = get-token\n", ":2", "auth-token-command"},
@@ -291,4 +296,12 @@ TEST_CASE("helo comes from hostname and domain unless it is set")
     CHECK(parse({"--config", set.path}).settings.relay.helo == "relay.example.net");
     config_file alone("hostname = laptop\n");
     CHECK(parse({"--config", alone.path}).settings.relay.helo == "laptop");
+}
+
+TEST_CASE("a repeatable key may be set on several lines")
+{
+    config_file file("listen = 127.0.0.1:2525\nlisten = [::1]:2525\n");
+    const auto parsed = parse({"--config", file.path});
+    CHECK(parsed.settings.receiver.listen ==
+          std::vector<std::string>{"127.0.0.1:2525", "[::1]:2525"});
 }

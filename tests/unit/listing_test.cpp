@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -209,4 +210,112 @@ TEST_CASE("a deferred entry shows when it is tried next, in text and JSON")
     CHECK(doc[0]["next_attempt"] == "2023-11-14T22:25:20Z");
     CHECK(doc[1]["next_attempt"].is_null());
     (void)fresh;
+}
+
+namespace {
+
+// The text listing of one queued entry whose first recipient has `reply` and whose sender
+// and header are `sender` and `header`.
+struct one_entry {
+    test::temp_dir dir;
+    spool::spool s{dir.path() / "spool"};
+    std::string id;
+    one_entry(const std::string& reply, const std::string& sender, const std::string& header)
+    {
+        id = commit(s, header + "\r\nbody\r\n", {"bob@example.net"}, sender);
+        auto env = *s.load(spool::area::queue, id);
+        env.recipients[0].last_reply = reply;
+        env.helo_name = "helo\x1b]2;title\x07";
+        s.save_state(spool::area::queue, env);
+    }
+    std::string listing()
+    {
+        std::ostringstream out;
+        write_listing(out, scan_spool(s), 0);
+        return out.str();
+    }
+    std::string details()
+    {
+        const auto entry = find_entry(s, id);
+        std::ostringstream out;
+        write_details(out, *entry, read_message_header(s, entry->where, entry->id), 0);
+        return out.str();
+    }
+};
+
+bool has_control_octets(const std::string& text)
+{
+    return std::any_of(text.begin(), text.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return (u < 0x20 && c != '\n' && c != '\t') || (u >= 0x7f && u < 0xa0);
+    });
+}
+
+} // namespace
+
+TEST_CASE("a long reply is wrapped in the listing, not cut")
+{
+    const std::string reply =
+        "550 5.1.1 <bob@example.net>: Recipient address rejected: User unknown in virtual "
+        "mailbox table; see https://support.example.net/why-was-my-mail-rejected for what to do";
+    one_entry e(reply, "alice@example.org", "Subject: hi\r\n");
+    const std::string out = e.listing();
+    INFO(out);
+    CHECK(out.find("...") == std::string::npos);
+    // Every word of the reply is there, on lines of at most 80 columns indented under it.
+    std::string joined;
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) {
+        CHECK(line.size() <= 80);
+        if (line.rfind("             ", 0) == 0)
+            joined += (joined.empty() ? "" : " ") + line.substr(13);
+    }
+    CHECK(joined == reply);
+}
+
+TEST_CASE("a word longer than a line is split and a huge reply is bounded")
+{
+    one_entry e(std::string(200, 'x') + " " + std::string(5000, 'y'), "a@example.org",
+                "Subject: hi\r\n");
+    const std::string out = e.listing();
+    INFO(out);
+    std::istringstream lines(out);
+    std::size_t reply_lines = 0;
+    for (std::string line; std::getline(lines, line);) {
+        CHECK(line.size() <= 80);
+        reply_lines += line.rfind("             ", 0) == 0 ? 1 : 0;
+    }
+    CHECK(reply_lines == 13); // 12 lines of the reply and the line that says there is more
+    CHECK(out.find("leafmail-list ID shows the whole reply") != std::string::npos);
+}
+
+TEST_CASE("escape sequences from peers are shown escaped in the listing and the details")
+{
+    one_entry e("550 5.7.1 \x1b]0;owned\x07 denied \x1b[2J\xc2\x9b"
+                "31m",
+                "evil\x1b[2J@example.org",
+                "Subject: \x1b]0;pwned\x07 hi\r\nX-Clear: \x1b[2J\x1b[H\x9b"
+                "1m\r\n\tfolded \x1b[5m\r\n");
+    const std::string listing = e.listing();
+    INFO(listing);
+    CHECK_FALSE(has_control_octets(listing));
+    CHECK(listing.find("\\x1b]0;owned\\x07 denied \\x1b[2J\\xc2\\x9b31m") != std::string::npos);
+    CHECK(listing.find("<evil\\x1b[2J@example.org>") != std::string::npos);
+
+    const std::string details = e.details();
+    INFO(details);
+    CHECK_FALSE(has_control_octets(details));
+    CHECK(details.find("    Subject: \\x1b]0;pwned\\x07 hi\n") != std::string::npos);
+    CHECK(details.find("    X-Clear: \\x1b[2J\\x1b[H\\x9b1m\n") != std::string::npos);
+    CHECK(details.find("    \tfolded \\x1b[5m\n") != std::string::npos); // the fold stays
+    CHECK(details.find("helo helo\\x1b]2;title\\x07") != std::string::npos);
+    CHECK(details.find("reply      550 5.7.1 \\x1b]0;owned\\x07") != std::string::npos);
+
+    // --json keeps the text whole (JSON escapes it in its own way).
+    std::ostringstream json;
+    write_json(json, scan_spool(e.s), 0);
+    const auto parsed = nlohmann::json::parse(json.str());
+    CHECK(parsed[0]["recipients"][0]["last_reply"] ==
+          "550 5.7.1 \x1b]0;owned\x07 denied \x1b[2J\xc2\x9b"
+          "31m");
 }

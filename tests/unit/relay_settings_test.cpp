@@ -1,6 +1,10 @@
 #include "leafmail/relay/relay_settings.hpp"
 
+#include "temp_dir.hpp"
+
 #include <catch2/catch.hpp>
+
+#include <fstream>
 
 using namespace leafmail;
 using namespace leafmail::relay;
@@ -63,6 +67,29 @@ TEST_CASE("settings a flush cannot work with are refused before it starts")
     c = relay_config(smtp::client_tls::starttls);
     c.relay.ca_file = "/nonexistent/ca.pem";
     CHECK_THROWS_AS(tls_context_for(c), config_error);
+}
+
+TEST_CASE("a missing or empty ca-file is named as such not as an asio.ssl error")
+{
+    config c = relay_config(smtp::client_tls::starttls);
+    c.relay.ca_file = "/nonexistent/ca.pem";
+    CHECK_THROWS_WITH(tls_context_for(c),
+                      "cannot read ca-file /nonexistent/ca.pem: No such file or directory");
+    c.relay.ca_file = "/dev/null";
+    CHECK_THROWS_WITH(tls_context_for(c), "cannot read ca-file /dev/null: not a regular file");
+    leafmail::test::temp_dir dir;
+    const auto empty = dir.path() / "ca.pem";
+    std::ofstream(empty) << "not a certificate\n";
+    c.relay.ca_file = empty;
+    try {
+        (void)tls_context_for(c);
+        FAIL("no config_error");
+    } catch (const config_error& e) {
+        const std::string what = e.what();
+        CHECK_THAT(what, Catch::StartsWith("ca-file " + empty.string() +
+                                           " holds no usable PEM certificate ("));
+        CHECK_THAT(what, !Catch::Contains("asio.ssl error"));
+    }
 }
 
 TEST_CASE("the queue side gets the names and the age limit")

@@ -189,6 +189,24 @@ TEST_CASE("HELO gives a plain 250, EHLO lists the extensions", "[smtp][session]"
     }
 }
 
+TEST_CASE("HELO and EHLO refuse 8-bit names and names longer than a domain", "[smtp][session]")
+{
+    // RFC 5321 4.1.1.1 and 4.5.3.1.2: a Domain (ASCII, at most 255 octets) or a literal.
+    harness h{options_with()};
+    h.feed("EHLO m\xc3\xbcller.example\r\n");
+    h.feed("HELO caf\xe9.example\r\n");
+    h.feed("EHLO " + std::string(993, 'a') + "\r\n"); // the longest a command line takes
+    h.feed("EHLO " + std::string(256, 'a') + "\r\n");
+    CHECK(h.take_events() == events{"501 5.5.2", "501 5.5.2", "501 5.5.2", "501 5.5.2"});
+    CHECK(h.session().client_helo().empty());
+    const std::string longest = std::string(251, 'a') + ".net";
+    h.feed("EHLO " + longest + "\r\n");
+    CHECK(h.take_events() == events{"250"});
+    CHECK(h.session().client_helo() == longest);
+    h.feed("EHLO under_score\r\n"); // lenient about ASCII that is not a Domain
+    CHECK(h.take_events() == events{"250"});
+}
+
 TEST_CASE("HELO and EHLO need a name without control octets", "[smtp][session]")
 {
     harness h{options_with()};

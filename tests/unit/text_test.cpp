@@ -57,3 +57,47 @@ TEST_CASE("ports are whole numbers up to 65535")
     CHECK_FALSE(parse_port("25x").has_value());
     CHECK_FALSE(parse_port("-1").has_value());
 }
+
+TEST_CASE("plain text is shown as it is")
+{
+    CHECK(is_plain_text("550 5.1.1 <bob@example.net>: Recipient address rejected"));
+    CHECK(escape_controls("bob@example.net") == "bob@example.net");
+    CHECK(escape_controls("") == "");
+}
+
+TEST_CASE("terminal escape sequences and C0 controls are shown escaped")
+{
+    // OSC 0 (window title), CSI 2J (clear screen), BEL, CR, LF, DEL.
+    CHECK(escape_controls("\x1b]0;owned\x07") == "\\x1b]0;owned\\x07");
+    CHECK(escape_controls("a\x1b[2Jb") == "a\\x1b[2Jb");
+    CHECK(escape_controls("x\r\ny\x7f") == "x\\x0d\\x0ay\\x7f");
+    CHECK(escape_controls(std::string("nul\0here", 8)) == "nul\\x00here");
+    // The escape character itself is escaped, so "\x1b" typed by a peer stays distinguishable.
+    CHECK(escape_controls("C:\\x1b") == "C:\\\\x1b");
+}
+
+TEST_CASE("C1 controls raw or in UTF-8 and bidirectional overrides are shown escaped")
+{
+    CHECK(escape_controls("\x9b"
+                          "2J") == "\\x9b2J"); // a raw 8-bit CSI
+    CHECK(escape_controls("\xc2\x9b"
+                          "2J") == "\\xc2\\x9b2J");     // U+009B CSI
+    CHECK(escape_controls("\xc2\x85") == "\\xc2\\x85"); // U+0085 NEL
+    CHECK(escape_controls("abc\xe2\x80\xae"
+                          "txt.exe") == "abc\\xe2\\x80\\xaetxt.exe"); // U+202E RLO
+    CHECK(escape_controls("\xe2\x80\xa8") == "\\xe2\\x80\\xa8");      // U+2028
+    CHECK(escape_controls("\xff\xfe") == "\\xff\\xfe");               // not UTF-8
+    CHECK(escape_controls("\xc0\xaf") == "\\xc0\\xaf");               // overlong '/'
+    CHECK(escape_controls("\xed\xa0\x80") == "\\xed\\xa0\\x80");      // a surrogate
+    CHECK(escape_controls("\xe2\x82") == "\\xe2\\x82");               // cut short
+}
+
+TEST_CASE("printable UTF-8 is kept unless 7-bit output is asked for")
+{
+    CHECK(escape_controls("Gr\xc3\xbc\xc3\x9f"
+                          "e \xe2\x82\xac \xf0\x9f\x93\xa7") == "Gr\xc3\xbc\xc3\x9f"
+                                                                "e \xe2\x82\xac \xf0\x9f\x93\xa7");
+    CHECK(escape_controls("Gr\xc3\xbc\xc3\x9f"
+                          "e",
+                          false) == "Gr\\xc3\\xbc\\xc3\\x9fe");
+}

@@ -31,6 +31,10 @@ source local_source(unsigned uid, std::string login)
 
 failure_class classify(const std::system_error& error)
 {
+    // No spool at all is the installation's to fix (the message says how), not a failure
+    // worth retrying: 78, as leafmail-flush and leafmail-list say it.
+    if (dynamic_cast<const spool::missing_spool*>(&error))
+        return {outcome::local_error, exit_status::config};
     const auto& category = error.code().category();
     if (category != std::generic_category() && category != std::system_category())
         return {outcome::local_error, exit_status::cant_create};

@@ -7,6 +7,7 @@
 #include "leafmail/privileges.hpp"
 #include "leafmail/routes.hpp"
 #include "leafmail/spool/queue_id.hpp"
+#include "leafmail/text.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -142,6 +143,8 @@ program list_program()
     p.positional = &ids;
     p.keys = config_keys::list;
     p.status_of_system_error = [](const std::system_error& e) {
+        if (dynamic_cast<const spool::missing_spool*>(&e))
+            return exit_status::config; // the message says what creates it
         const int code = e.code().value();
         if (code == EACCES || code == EPERM)
             return exit_status::no_permission;
@@ -190,7 +193,7 @@ int run_list(const program_context& context)
     for (const auto& e : entries)
         if (e.was_quarantined)
             std::cerr << "leafmail-list: warning: moved unreadable entry " << e.id
-                      << " to corrupt/: " << e.problem << "\n";
+                      << " to corrupt/: " << text::escape_controls(e.problem) << "\n";
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     std::ios::sync_with_stdio(false);
     if (json)

@@ -1,6 +1,7 @@
 #include "leafmail/list/listing.hpp"
 
 #include "leafmail/spool/queue_id.hpp"
+#include "leafmail/text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -21,18 +22,93 @@ namespace {
 using spool::area;
 
 constexpr std::size_t columns = 80;
+constexpr std::string_view reply_indent = "             ";
 // Below this many entries one thread is quicker than starting more.
 constexpr std::size_t entries_per_thread = 4096;
 constexpr unsigned max_threads = 8;
 
-std::string fit(std::string text, std::size_t width)
+// Peer text on one line: line breaks and tabs as blanks, controls escaped (text.hpp).
+std::string one_line(std::string text)
 {
-    for (char& c : text) // a reply or a problem is shown on one line
+    for (char& c : text)
         if (c == '\r' || c == '\n' || c == '\t')
             c = ' ';
-    if (text.size() > width)
-        text = text.substr(0, width - 3) + "...";
+    return text::escape_controls(text);
+}
+
+// Columns taken by escaped text: one per character (UTF-8 continuation octets take none).
+std::size_t columns_of(std::string_view text)
+{
+    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+        return (static_cast<unsigned char>(c) & 0xc0u) != 0x80;
+    }));
+}
+
+// The first `width` columns of escaped text, never cutting a UTF-8 character.
+std::string_view first_columns(std::string_view text, std::size_t width)
+{
+    std::size_t seen = 0;
+    for (std::size_t i = 0; i < text.size(); ++i)
+        if ((static_cast<unsigned char>(text[i]) & 0xc0u) != 0x80 && seen++ == width)
+            return text.substr(0, i);
     return text;
+}
+
+// An address or a problem on one line of `width` columns, cut with "..." (the detail view
+// shows it whole).
+std::string fit(std::string text, std::size_t width)
+{
+    text = one_line(std::move(text));
+    if (columns_of(text) > width)
+        text = std::string(first_columns(text, width - 3)) + "...";
+    return text;
+}
+
+// A reply wrapped at blanks into lines of `width` columns after `indent`, so that a long
+// reason (Postfix's "Recipient address rejected: ...") is read whole, not cut. A word longer
+// than a line is split. Bounded: the detail view and --json have the rest of a huge reply.
+std::string wrapped(std::string text, std::string_view indent, std::size_t width)
+{
+    constexpr std::size_t max_lines = 12;
+    text = one_line(std::move(text));
+    std::string out;
+    std::string line;
+    std::size_t lines = 0;
+    auto flush_line = [&] {
+        if (lines++ < max_lines)
+            out += std::string(indent) + line + "\n";
+        line.clear();
+    };
+    std::string_view rest(text);
+    while (!rest.empty()) {
+        const auto start = rest.find_first_not_of(' ');
+        if (start == std::string_view::npos)
+            break;
+        rest.remove_prefix(start);
+        std::string_view word = rest.substr(0, rest.find(' '));
+        rest.remove_prefix(word.size());
+        while (!word.empty()) {
+            const std::size_t needed = columns_of(word) + (line.empty() ? 0 : 1);
+            if (columns_of(line) + needed <= width) {
+                line += (line.empty() ? "" : " ") + std::string(word);
+                break;
+            }
+            if (!line.empty()) {
+                flush_line();
+                continue;
+            }
+            const std::string_view piece = first_columns(word, width);
+            line = std::string(piece);
+            word.remove_prefix(piece.size());
+            flush_line();
+        }
+    }
+    if (!line.empty())
+        flush_line();
+    if (lines > max_lines)
+        out += std::string(indent) + "... (" + std::to_string(lines - max_lines) +
+               " more lines: leafmail-list ID shows the whole reply)\n";
+    return out;
 }
 
 std::string plural(std::uint64_t n, std::string_view one, std::string_view many)
@@ -457,7 +533,7 @@ void append_block(std::string& block, const listed_entry& e, std::int64_t now)
         state.resize(std::max<std::size_t>(state.size(), 10), ' ');
         block += fit("  " + state + " <" + r.address + ">", columns) + "\n";
         if (r.state != spool::recipient_state::delivered && !r.last_reply.empty())
-            block += fit("             " + r.last_reply, columns) + "\n";
+            block += wrapped(r.last_reply, reply_indent, columns - reply_indent.size());
     }
 }
 
@@ -473,49 +549,51 @@ void write_listing(std::ostream& out, const std::vector<listed_entry>& entries, 
 void write_details(std::ostream& out, const listed_entry& e, std::string_view header,
                    std::int64_t now)
 {
+    // Everything from the envelope and the header was written by a peer: escaped (text.hpp).
+    const auto shown = [](std::string_view text) { return text::escape_controls(text); };
     const std::int64_t queued = queued_at_of(e);
     out << e.id << " (" << area_label(e.where) << ")\n";
     out << "  queued at    " << human_time(queued) << " (" << format_age(now - queued) << " ago)\n";
     out << "  size         " << plural(size_of(e), "byte", "bytes") << "\n";
     if (!e.envelope) {
-        out << "  unreadable   " << e.problem << "\n";
+        out << "  unreadable   " << shown(e.problem) << "\n";
         return;
     }
     const auto& env = *e.envelope;
-    out << "  origin       " << env.origin;
+    out << "  origin       " << shown(env.origin);
     if (!env.client_address.empty())
-        out << ", " << env.client_address;
+        out << ", " << shown(env.client_address);
     if (!env.helo_name.empty())
-        out << ", helo " << env.helo_name;
+        out << ", helo " << shown(env.helo_name);
     out << "\n";
-    out << "  sender       <" << env.reverse_path << ">\n";
+    out << "  sender       <" << shown(env.reverse_path) << ">\n";
     if (env.body_8bit || env.is_bounce)
         out << "  flags       " << (env.body_8bit ? " 8bit" : "")
             << (env.is_bounce ? " bounce" : "") << "\n";
     for (const auto& r : env.recipients) {
-        out << "  recipient    <" << r.address << ">\n";
+        out << "  recipient    <" << shown(r.address) << ">\n";
         out << "    state      " << spool::to_string(r.state) << ", "
             << plural(r.attempts, "attempt", "attempts");
         if (r.last_attempt_at > 0)
             out << ", last " << human_time(r.last_attempt_at);
         out << "\n";
         if (!r.last_reply.empty())
-            out << "    reply      " << r.last_reply << "\n";
+            out << "    reply      " << shown(r.last_reply) << "\n";
     }
-    if (!header.empty()) {
-        out << "  header:\n";
-        std::string text(header);
-        std::string line;
-        for (std::size_t start = 0; start < text.size();) {
-            auto end = text.find('\n', start);
-            if (end == std::string::npos)
-                end = text.size();
-            line = text.substr(start, end - start);
-            if (!line.empty() && line.back() == '\r')
-                line.pop_back();
-            out << "    " << line << "\n";
-            start = end + 1;
-        }
+    if (header.empty())
+        return;
+    out << "  header:\n";
+    for (std::size_t start = 0; start < header.size();) {
+        auto end = header.find('\n', start);
+        if (end == std::string_view::npos)
+            end = header.size();
+        std::string_view line = header.substr(start, end - start);
+        if (!line.empty() && line.back() == '\r')
+            line.remove_suffix(1);
+        // A folded line keeps its leading blanks (a tab shows as one); the rest is escaped.
+        const std::size_t blanks = std::min(line.find_first_not_of(" \t"), line.size());
+        out << "    " << line.substr(0, blanks) << shown(line.substr(blanks)) << "\n";
+        start = end + 1;
     }
 }
 

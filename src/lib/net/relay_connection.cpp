@@ -3,6 +3,7 @@
 #include "leafmail/log.hpp"
 #include "leafmail/net/tls_context.hpp"
 #include "leafmail/smtp/dot_stuffer.hpp"
+#include "leafmail/text.hpp"
 
 #include <map>
 
@@ -268,7 +269,7 @@ private:
             std::string_view line(shown_partial_.data() + start, end - start);
             if (!line.empty() && line.back() == '\r')
                 line.remove_suffix(1);
-            log::debug("S: " + std::string(line));
+            log::debug("S: " + text::escape_controls(line)); // the smarthost's bytes, escaped
         }
         shown_partial_.erase(0, start);
         if (shown_partial_.size() > 4096)
@@ -280,7 +281,8 @@ private:
         for (auto& effect : effects) {
             if (auto* command = std::get_if<smtp::send_command>(&effect)) {
                 if (endpoint_.verbose)
-                    log::debug("C: " + command->shown); // AUTH payloads are masked by the core
+                    // AUTH payloads are masked by the core; addresses come from the spool.
+                    log::debug("C: " + text::escape_controls(command->shown));
                 out_ += command->wire;
             } else if (std::get_if<smtp::start_tls>(&effect)) {
                 co_await flush();

@@ -1,9 +1,15 @@
 #include "leafmail/net/tls_context.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace leafmail::net {
 
@@ -14,6 +20,13 @@ bool is_ip_literal(const std::string& host)
     boost::system::error_code ec;
     asio::ip::make_address(host, ec);
     return !ec;
+}
+
+// OpenSSL's reason ("no certificate or crl found") where Asio has only "asio.ssl error".
+std::string ssl_reason(const boost::system::error_code& ec)
+{
+    const char* reason = ::ERR_reason_error_string(static_cast<unsigned long>(ec.value()));
+    return reason ? reason : ec.message();
 }
 
 } // namespace
@@ -32,9 +45,22 @@ asio::ssl::context make_client_tls_context(bool verify, const std::filesystem::p
     if (ec)
         throw tls_setup_error("cannot load the system CA store: " + ec.message());
     if (!ca_file.empty()) {
+        // OpenSSL says only "asio.ssl error" for a file it cannot open: ask the system first,
+        // so that a missing or unreadable ca-file is named as such.
+        const int fd = ::open(ca_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+            throw tls_setup_error("cannot read ca-file " + ca_file.string() + ": " +
+                                  std::strerror(errno));
+        struct stat st {};
+        const bool is_file = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+        ::close(fd);
+        if (!is_file)
+            throw tls_setup_error("cannot read ca-file " + ca_file.string() +
+                                  ": not a regular file");
         context.load_verify_file(ca_file.string(), ec);
         if (ec)
-            throw tls_setup_error("cannot load ca-file " + ca_file.string() + ": " + ec.message());
+            throw tls_setup_error("ca-file " + ca_file.string() +
+                                  " holds no usable PEM certificate (" + ssl_reason(ec) + ")");
     }
     context.set_verify_mode(asio::ssl::verify_peer);
     return context;

@@ -9,10 +9,12 @@
 #include "leafmail/relay/relay_settings.hpp"
 #include "leafmail/routes.hpp"
 #include "leafmail/spool/spool.hpp"
+#include "leafmail/text.hpp"
 #include "leafmail/watch/retry_schedule.hpp"
 
 #include <algorithm>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -31,12 +33,13 @@ std::int64_t system_now()
 void dry_run(spool::spool& spool, const config& settings, const std::vector<std::string>& routes,
              std::int64_t now, flush_summary& summary)
 {
+    // Addresses come from whoever queued the mail: shown escaped (text.hpp).
     for (const auto& id : spool.list(spool::area::queue)) {
         std::optional<spool::envelope> env;
         try {
             env = spool.load(spool::area::queue, id);
         } catch (const spool::corrupt_entry& e) {
-            std::printf("%s corrupt (%s)\n", id.c_str(), e.what());
+            std::cout << id << " corrupt (" << text::escape_controls(e.what()) << ")\n";
             continue;
         }
         if (!env || !env->has_pending())
@@ -48,16 +51,17 @@ void dry_run(spool::spool& spool, const config& settings, const std::vector<std:
         std::string to;
         for (const auto& r : env->recipients)
             if (r.state == spool::recipient_state::pending)
-                to += (to.empty() ? "<" : ",<") + r.address + ">";
-        std::printf("%s from=<%s> to=%s size=%llu via=%s:%u route=%s%s\n", id.c_str(),
-                    env->reverse_path.c_str(), to.c_str(),
-                    static_cast<unsigned long long>(env->content_size), relay.host().c_str(),
-                    static_cast<unsigned>(relay.port()), route.c_str(),
-                    is_expired(*env, now, settings.relay.max_queue_age) ? " (expired: would bounce)"
-                                                                        : "");
+                to += (to.empty() ? "<" : ",<") + text::escape_controls(r.address) + ">";
+        std::cout << id << " from=<" << text::escape_controls(env->reverse_path) << "> to=" << to
+                  << " size=" << env->content_size << " via=" << relay.host() << ":" << relay.port()
+                  << " route=" << route
+                  << (is_expired(*env, now, settings.relay.max_queue_age)
+                          ? " (expired: would bounce)"
+                          : "")
+                  << "\n";
         ++summary.deferred;
     }
-    std::fflush(stdout);
+    std::cout.flush();
 }
 
 // Everything one route needs to relay, made before the spool is touched (config errors).
@@ -213,6 +217,10 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     become_spool_owner(settings.spool, settings.receiver.user); // root never works in it
     spool::spool spool(settings.spool, false);
     if (options.dry_run) {
+        // What a real run would refuse to start with (password file, ca-file) is said now,
+        // not at the first flush that has mail. Secret commands are not run: they may prompt.
+        for (const auto& name : routes)
+            static_cast<void>(plan_route(settings, name, options.verbose));
         dry_run(spool, settings, routes, now(), summary);
         summary.deferred = 0; // nothing was attempted; the listing is the answer
         return finish();
@@ -321,7 +329,8 @@ int check_routes(const config& settings, std::string_view only, bool verbose, st
         }
         if (line.rfind("ok", 0) != 0)
             status = exit_status::temp_fail;
-        out << "route " << plan.name << ": " << line << std::endl;
+        // The failure may quote the smarthost's reply: escaped (text.hpp).
+        out << "route " << plan.name << ": " << text::escape_controls(line) << std::endl;
         log::info(log::fields({{"event", "check"}, {"route", plan.name}, {"result", line}}));
     }
     return status;

@@ -42,6 +42,8 @@ namespace {
 // RFC 5322 2.1.1: 998 characters plus CRLF; RFC 5321 4.5.3.1.6: a text line is 1000 octets
 // including the CRLF.
 constexpr std::size_t max_content_line_length = 998;
+// RFC 5321 4.5.3.1.2: "The maximum total length of a domain name or number is 255 octets."
+constexpr std::size_t max_domain_length = 255;
 
 // The octets that stop the fast scan of a content line.
 constexpr std::string_view content_specials{"\r\n\0", 3};
@@ -64,15 +66,20 @@ bool is_client_mistake(const reply& r)
     }
 }
 
-// HELO/EHLO name: we are lenient about its syntax (clients send bare hostnames, literals and
-// worse) but it goes to logs and headers, so it must hold no control octet.
+// HELO/EHLO name: we are lenient about its syntax (clients send bare hostnames, underscores,
+// literals and worse) but it goes into our Received: line, logs and leafmail-list, so it must
+// be printable ASCII and no longer than a domain may be. RFC 5321 4.1.1.1 wants a Domain or
+// an address literal: letters, digits, hyphens and dots (4.1.2), at most 255 octets
+// (4.5.3.1.2). An 8-bit or longer name is no name at all; refusing it (as Exim does) keeps
+// every Received: line a valid header of short lines (RFC 5322 2.1.1) without guessing how
+// to show it. The client can send its address literal instead.
 bool is_acceptable_helo_name(std::string_view name)
 {
-    if (name.empty())
+    if (name.empty() || name.size() > max_domain_length)
         return false;
     for (const char c : name) {
         const auto octet = static_cast<unsigned char>(c);
-        if (octet < 0x20 || octet == 0x7f)
+        if (octet < 0x20 || octet >= 0x7f)
             return false;
     }
     return true;

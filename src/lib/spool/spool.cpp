@@ -651,6 +651,11 @@ spool::spool(fs::path root, bool create)
     }
     if (created_root && ::fchmod(dirs_->root, directory_mode) != 0)
         throw_errno(errno, "cannot set the mode of " + root_.string());
+    // A directory without the areas (made by hand, never set up) is no spool either.
+    struct stat tmp_status {};
+    if (!create && ::fstatat(dirs_->root, tmp_name, &tmp_status, AT_SYMLINK_NOFOLLOW) != 0 &&
+        errno == ENOENT)
+        throw missing_spool(root_);
     dirs_->tmp = open_directory(dirs_->root, tmp_name, create, root_.string() + "/tmp");
     for (area a : all_areas)
         dirs_->areas[static_cast<std::size_t>(a)] =
