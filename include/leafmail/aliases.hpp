@@ -2,10 +2,14 @@
 // Local mail that reaches a person: the `aliases` file (/etc/aliases syntax) and
 // `admin-address`. A local recipient (no domain, or the domain is our hostname or localhost)
 // is replaced by its aliases, else by admin-address. Pure: parsing and resolving touch no
-// file; load_aliases() is the one function that reads one.
+// file; load_aliases() is the one function that reads one, with the configuration's trust
+// rules (the setgid injector honours only root's file).
+#include "leafmail/config.hpp"
+
 #include <cstddef>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,9 +38,20 @@ struct alias_parse_result {
 /// loops and chains deeper than max_alias_depth, following targets local to `hostname`.
 [[nodiscard]] alias_parse_result parse_aliases(std::string_view text, std::string_view hostname);
 
-/// Reads and parses `file`. Throws std::system_error when it cannot be read.
+/// Reads and parses `file` (read_trusted_file() with `trust`). Throws config_error when it
+/// cannot be read or may not be trusted.
 [[nodiscard]] alias_parse_result load_aliases(const std::filesystem::path& file,
-                                              std::string_view hostname);
+                                              std::string_view hostname, file_trust trust);
+
+/// "FILE:LINE: message" for each problem, one per line, the first `max_lines` of them.
+[[nodiscard]] std::string describe_problems(const std::filesystem::path& file,
+                                            const std::vector<alias_problem>& problems,
+                                            std::size_t max_lines = 20);
+
+/// Reads settings.aliases_file, when set, into settings.aliases. A file with problems is a
+/// configuration error as a bad leafmail.conf is (newaliases names them all). Throws
+/// config_error.
+void load_aliases_for(config& settings, file_trust trust);
 
 /// Alias chains longer than this are an error (sendmail's own limit is similar).
 inline constexpr std::size_t max_alias_depth = 10;
@@ -46,8 +61,8 @@ inline constexpr std::size_t max_alias_depth = 10;
 [[nodiscard]] bool is_local_address(std::string_view address, std::string_view hostname);
 
 struct local_recipients {
-    const alias_table* aliases = nullptr; // nullptr: no aliases file
-    std::string admin_address;            // empty: none
+    std::shared_ptr<const alias_table> aliases; // null: no aliases file
+    std::string admin_address;                  // empty: none
     std::string hostname;
 };
 
@@ -61,5 +76,8 @@ struct resolved_recipient {
 /// alias by admin_address, and refused when there is neither.
 [[nodiscard]] resolved_recipient resolve_recipient(const local_recipients& rules,
                                                    std::string_view address);
+
+/// The rules of a configuration (after load_aliases_for()).
+[[nodiscard]] local_recipients local_recipients_of(const config& settings);
 
 } // namespace leafmail

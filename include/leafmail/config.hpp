@@ -13,12 +13,15 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace leafmail {
+
+struct alias_table; // aliases.hpp
 
 inline constexpr const char* default_config_path = "/etc/leafmail.conf";
 
@@ -64,6 +67,7 @@ struct relay_settings {
     std::size_t connections = 1; // parallel smarthost connections
     std::chrono::seconds max_queue_age{5 * 24 * 3600};
     std::string rewrite_sender; // envelope sender for local senders; empty = unchanged
+    bool rewrite_from = false;  // also a local From: header, display name kept
     // The watcher (leafmail-flush --watch): retry and probe backoff, and when it may connect.
     std::chrono::seconds retry_min{60};
     std::chrono::seconds retry_max{3600};
@@ -98,6 +102,11 @@ struct config {
     receiver_settings receiver;
     relay_settings relay;      // the top-level keys: the default route
     std::vector<route> routes; // [route NAME] sections, in file order
+    // Local recipients (aliases.hpp): the aliases file, the address for local names without
+    // an alias, and the table read from the file (load_aliases_for(); null until then).
+    std::filesystem::path aliases_file;
+    std::string admin_address;
+    std::shared_ptr<const alias_table> aliases;
 };
 
 /// The programs that read each configuration key. The file may hold every key (one file
@@ -149,6 +158,19 @@ log_destination_flag(const boost::program_options::variables_map& flags);
 /// The EHLO name when `helo` is not set: hostname when it is dotted, else hostname + "." +
 /// domain when domain is dotted, else hostname as it is (a flush then warns). No DNS.
 [[nodiscard]] std::string default_helo(std::string_view hostname, std::string_view domain);
+
+/// How much a file read by read_trusted_file() must prove about who wrote it.
+enum class file_trust {
+    any_owner, // a regular file on a real filesystem is enough
+    root_only, // also owned by root and writable by nobody else (the setgid injector's rule)
+};
+
+/// The text of a configuration-like file (leafmail.conf, the aliases file), read from a
+/// descriptor that is a regular file on a real filesystem: a directory, FIFO, device (but
+/// /dev/null, read as empty), procfs or sysfs file is refused, and so is one over 1 MiB.
+/// `what` names the file in errors. Throws config_error.
+[[nodiscard]] std::string read_trusted_file(const std::filesystem::path& file,
+                                            std::string_view what, file_trust trust);
 
 /// Checks values that need more than a type (ports, files). Throws config_error.
 void validate(const config& settings, const std::filesystem::path& file);

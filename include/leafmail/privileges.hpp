@@ -24,6 +24,13 @@ public:
     using config_error::config_error;
 };
 
+/// An account as the password database names it.
+struct account_names {
+    std::string login;     // "uid1234" when the uid has no entry
+    std::string full_name; // the first GECOS field, may be empty
+};
+[[nodiscard]] account_names names_of_uid(unsigned uid);
+
 /// Looks the user up in the password database. Throws std::system_error if unknown.
 [[nodiscard]] user_ids lookup_user(const std::string& name);
 

@@ -1,11 +1,7 @@
 #include "leafmail/aliases.hpp"
 
 #include <algorithm>
-#include <cerrno>
-#include <fstream>
 #include <optional>
-#include <sstream>
-#include <system_error>
 
 namespace leafmail {
 
@@ -185,15 +181,38 @@ alias_parse_result parse_aliases(std::string_view text, std::string_view hostnam
     return result;
 }
 
-alias_parse_result load_aliases(const std::filesystem::path& file, std::string_view hostname)
+alias_parse_result load_aliases(const std::filesystem::path& file, std::string_view hostname,
+                                file_trust trust)
 {
-    std::ifstream in(file, std::ios::binary);
-    if (!in)
-        throw std::system_error(errno, std::generic_category(),
-                                "cannot read aliases file " + file.string());
-    std::ostringstream text;
-    text << in.rdbuf();
-    return parse_aliases(text.str(), hostname);
+    return parse_aliases(read_trusted_file(file, "aliases file", trust), hostname);
+}
+
+std::string describe_problems(const std::filesystem::path& file,
+                              const std::vector<alias_problem>& problems, std::size_t max_lines)
+{
+    std::string out;
+    for (std::size_t i = 0; i < problems.size() && i < max_lines; ++i)
+        out += (i ? "\n" : "") + file.string() + ":" + std::to_string(problems[i].line) + ": " +
+               problems[i].message;
+    if (problems.size() > max_lines)
+        out += "\n(" + std::to_string(problems.size() - max_lines) + " more)";
+    return out;
+}
+
+void load_aliases_for(config& settings, file_trust trust)
+{
+    if (settings.aliases_file.empty())
+        return;
+    auto result = load_aliases(settings.aliases_file, settings.hostname, trust);
+    if (!result.problems.empty())
+        throw config_error(describe_problems(settings.aliases_file, result.problems) +
+                           "\n(newaliases checks the aliases file)");
+    settings.aliases = std::make_shared<const alias_table>(std::move(result.table));
+}
+
+local_recipients local_recipients_of(const config& settings)
+{
+    return {settings.aliases, settings.admin_address, settings.hostname};
 }
 
 bool is_local_address(std::string_view address, std::string_view hostname)
@@ -256,6 +275,8 @@ resolved_recipient resolve_recipient(const local_recipients& rules, std::string_
         }
         add(rules.admin_address);
     }
+    if (result.addresses.empty()) // every name led back to one already expanded
+        result.refusal = "alias loop: <" + std::string(address) + "> leads only back to itself";
     return result;
 }
 

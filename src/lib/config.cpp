@@ -1,5 +1,6 @@
 #include "leafmail/config.hpp"
 
+#include "leafmail/aliases.hpp"
 #include "leafmail/routes.hpp"
 #include "leafmail/text.hpp"
 
@@ -112,6 +113,12 @@ constexpr key_info keys[] = {
      flush_key},
     {"rewrite-sender", "envelope sender given to mail from local senders relayed this way",
      flush_key},
+    {"rewrite-from",
+     "with rewrite-sender: a local From: header gets that address too, display name kept: yes | "
+     "no (default no)",
+     flush_key},
+    {"aliases", "aliases file (/etc/aliases syntax) for local recipients", receiver_key},
+    {"admin-address", "address for local recipients without an alias", receiver_key},
 };
 
 // The keys a [route NAME] section may hold: everything that describes one smarthost and how
@@ -134,6 +141,7 @@ constexpr std::string_view route_keys[] = {
     "max-messages-per-connection",
     "connections",
     "rewrite-sender",
+    "rewrite-from",
     "senders",
 };
 
@@ -350,6 +358,17 @@ void apply_key(config& c, std::string_view key, const std::vector<std::string>& 
         if (!address || address->local.empty())
             bad_value(where, key, v, "an address such as me@example.org");
         s.rewrite_sender = v;
+    } else if (key == "rewrite-from") {
+        s.rewrite_from = parse_bool(where, key, v);
+    } else if (key == "aliases") {
+        if (v.empty())
+            bad_value(where, key, v, "a file");
+        c.aliases_file = v;
+    } else if (key == "admin-address") {
+        const auto address = parse_sender_pattern(v);
+        if (!address || address->local.empty())
+            bad_value(where, key, v, "an address such as admin@example.org");
+        c.admin_address = v;
     } else if (key == "auth-over-plaintext") {
         s.auth_over_plaintext = parse_bool(where, key, v);
     } else if (key == "helo") {
@@ -406,52 +425,6 @@ struct placeholder_defuser : po::error_with_option_name {
     }
 };
 
-// The file's text, read from a descriptor that is a regular file on a real filesystem: a
-// directory would read as empty (every default, allow lists included), a FIFO would block,
-// and procfs, sysfs or a device hold text that whoever runs us can choose.
-std::string read_configuration_text(const fs::path& file)
-{
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        throw config_error(file.string() +
-                           ": cannot read configuration file: " + std::strerror(errno));
-    struct stat st {};
-    struct statfs where {};
-    std::string problem;
-    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &where) != 0)
-        problem = std::strerror(errno);
-    else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
-        ; // /dev/null: "no configuration", the one device whose content nobody chooses
-    else if (!S_ISREG(st.st_mode))
-        problem = S_ISDIR(st.st_mode) ? "a directory, not a file" : "not a regular file";
-    else if (where.f_type == PROC_SUPER_MAGIC || where.f_type == SYSFS_MAGIC)
-        problem = "procfs and sysfs are never configuration";
-    std::string text;
-    if (problem.empty()) {
-        char buffer[16384];
-        for (;;) {
-            const ssize_t n = ::read(fd, buffer, sizeof buffer);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                problem = std::strerror(errno);
-                break;
-            }
-            if (n == 0)
-                break;
-            text.append(buffer, static_cast<std::size_t>(n));
-            if (text.size() > 1024 * 1024) {
-                problem = "larger than 1 MiB";
-                break;
-            }
-        }
-    }
-    ::close(fd);
-    if (!problem.empty())
-        throw config_error(file.string() + ": cannot read configuration file: " + problem);
-    return text;
-}
-
 // One `key = value` line of a [route NAME] section, and the section.
 struct section_entry {
     int line = 0;
@@ -485,7 +458,7 @@ bool is_route_name(std::string_view name)
 
 file_contents read_file(const fs::path& file, const po::options_description& desc)
 {
-    std::istringstream in(read_configuration_text(file));
+    std::istringstream in(read_trusted_file(file, "configuration file", file_trust::any_owner));
     // Boost.Program_options would take `[route work]` as a prefix "route work." for the keys
     // below it. Sections are read here; Boost reads the top-level lines, the others blanked.
     // Lines are read as Boost reads them: '#' starts a comment, blanks around name and value
@@ -552,6 +525,10 @@ file_contents read_file(const fs::path& file, const po::options_description& des
 // What a route needs beyond the type of each value. `where` names the place of a key.
 template <typename Where> void validate_route(const relay_settings& r, const Where& where)
 {
+    if (r.rewrite_from && r.rewrite_sender.empty())
+        throw config_error(where("rewrite-from") +
+                           ": 'rewrite-from' is set but 'rewrite-sender' (the address it gives "
+                           "the From: header) is not");
     if (!r.smarthost.empty() && r.port() == 0)
         bad_value(where("smarthost"), "smarthost", r.smarthost,
                   "host or host:port with a port from 1 to 65535");
@@ -784,6 +761,57 @@ config load_config_file(const fs::path& file, bool must_exist)
     return parse_command_line(3, argv, none).settings;
 }
 
+std::string read_trusted_file(const fs::path& file, std::string_view what, file_trust trust)
+{
+    // A directory would read as empty (every default, allow lists included), a FIFO would
+    // block, and procfs, sysfs or a device hold text that whoever runs us can choose.
+    const std::string cannot_read = file.string() + ": cannot read " + std::string(what) + ": ";
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        throw config_error(cannot_read + std::strerror(errno));
+    struct stat st {};
+    struct statfs where {};
+    std::string problem;
+    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &where) != 0)
+        problem = std::strerror(errno);
+    else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
+        ; // /dev/null: "none", the one device whose content nobody chooses
+    else if (!S_ISREG(st.st_mode))
+        problem = S_ISDIR(st.st_mode) ? "a directory, not a file" : "not a regular file";
+    else if (where.f_type == PROC_SUPER_MAGIC || where.f_type == SYSFS_MAGIC)
+        problem = "procfs and sysfs are never configuration";
+    // Checked on the descriptor that is read, so a file swapped in after the check is not.
+    else if (trust == file_trust::root_only && (st.st_uid != 0 || (st.st_mode & 022) != 0))
+        problem = "the setgid injector trusts only a file owned by root and writable by nobody "
+                  "else (this one: owner uid " +
+                  std::to_string(st.st_uid) + ", writable by " +
+                  ((st.st_mode & 022) != 0 ? "group or others" : "its owner only") + ")";
+    std::string text;
+    if (problem.empty()) {
+        char buffer[16384];
+        for (;;) {
+            const ssize_t n = ::read(fd, buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                problem = std::strerror(errno);
+                break;
+            }
+            if (n == 0)
+                break;
+            text.append(buffer, static_cast<std::size_t>(n));
+            if (text.size() > 1024 * 1024) {
+                problem = "larger than 1 MiB";
+                break;
+            }
+        }
+    }
+    ::close(fd);
+    if (!problem.empty())
+        throw config_error(cannot_read + problem);
+    return text;
+}
+
 void validate(const config& c, const fs::path& file)
 {
     auto where = [&](std::string_view key) {
@@ -796,6 +824,10 @@ void validate(const config& c, const fs::path& file)
         parse_unsigned(where("listen"), "listen", *split->port, 65535); // 0: any free port
     }
     validate_route(c.relay, where);
+    // The admin address replaces local names; a local one would have to be replaced itself.
+    if (!c.admin_address.empty() && is_local_address(c.admin_address, c.hostname))
+        bad_value(where("admin-address"), "admin-address", c.admin_address,
+                  "an address outside this host (not @" + c.hostname + " or @localhost)");
 }
 
 } // namespace leafmail

@@ -65,6 +65,22 @@ std::optional<user_ids> spool_owner_for_root(const std::filesystem::path& spool_
     return user_ids{st.st_uid, st.st_gid};
 }
 
+account_names names_of_uid(unsigned uid)
+{
+    account_names names;
+    std::vector<char> buffer(16384);
+    passwd entry{};
+    passwd* found = nullptr;
+    if (::getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
+        names.login = entry.pw_name;
+        const std::string gecos = entry.pw_gecos ? entry.pw_gecos : "";
+        names.full_name = gecos.substr(0, gecos.find(','));
+    } else {
+        names.login = "uid" + std::to_string(uid);
+    }
+    return names;
+}
+
 std::optional<user_ids> become_spool_owner(const std::filesystem::path& spool_root,
                                            const std::string& configured_user)
 {

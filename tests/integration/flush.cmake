@@ -2,5 +2,7 @@
 add_integration_test(flush test_flush.py flush)
 # Routes and identities: per-sender smarthosts, password/token commands, XOAUTH2, --check.
 add_integration_test(routes test_routes.py flush)
+# Local mail that reaches a person: aliases, admin-address, newaliases, rewrite-from.
+add_integration_test(aliases test_aliases.py flush)
 # Delivery that tells the truth (issue 11): the final dot, 452 splitting, QUIT and close_notify.
 add_integration_test(flush_delivery test_flush_delivery.py flush)

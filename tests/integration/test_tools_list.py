@@ -86,8 +86,8 @@ class ListTest(unittest.TestCase):
         self.assertEqual(good["sender"], "root@example.org" if os.geteuid() == 0 else good["sender"])
         self.assertEqual(good["size"], len(self.spool.content(queued)))
         self.assertRegex(good["queued_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-        self.assertEqual(good["recipients"], [{"address": "bob@example.net", "state": "pending", "attempts": 0,
-                                               "last_attempt_at": None, "last_reply": ""}])
+        self.assertEqual(good["recipients"], [{"address": "bob@example.net", "original": "", "state": "pending",
+                                               "attempts": 0, "last_attempt_at": None, "last_reply": ""}])
         self.assertIsNone(good["error"])
         self.assertIsInstance(by_id[broken]["error"], str)
         self.assertEqual(by_id[broken]["size"], len(b"not an entry at all"))

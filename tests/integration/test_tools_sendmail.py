@@ -18,7 +18,7 @@ import unittest
 from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, LEAFMAIL_SENDMAIL, requires
 from tools_support import DefaultConfiguration, ScratchAccount, Spool, header_names, header_of
 
-EX_USAGE, EX_DATAERR, EX_NOPERM, EX_TEMPFAIL = 64, 65, 77, 75
+EX_USAGE, EX_DATAERR, EX_NOPERM, EX_TEMPFAIL, EX_CONFIG = 64, 65, 77, 75, 78
 
 
 def have_git_send_email():
@@ -43,7 +43,8 @@ def recipients_of(spool, entry_id):
 
 class SendmailTest(unittest.TestCase):
     def setUp(self):
-        self.spool = Spool()
+        # Cron writes to the bare name root: a local recipient, which goes to admin-address.
+        self.spool = Spool("admin-address = root@example.org\n")
 
     def tearDown(self):
         self.spool.close()
@@ -370,6 +371,33 @@ class UnprivilegedInjectionTest(unittest.TestCase):
                                             capture_output=True, check=True).stdout)
         self.assertEqual(entry["client_address"], "uid=%d" % self.account.uid)
         self.assertEqual(entry["sender"], "%s@example.org" % self.account.user)
+
+    def test_only_roots_aliases_file_is_honoured_by_the_setgid_injector(self):
+        # The aliases file steers where a user's mail goes: with the group privilege only a
+        # file root owns and nobody else can write counts (checked on what is read).
+        aliases = os.path.join(self.workdir, "aliases")
+        with open(aliases, "w") as f:
+            f.write("root: friend@example.net\n")
+        os.chmod(aliases, 0o644)
+        with open(DefaultConfiguration.PATH, "w") as f:
+            f.write("spool = %s\nhostname = test.leafmail\ndomain = example.org\naliases = %s\n"
+                    % (self.spool, aliases))
+        result = self.inject(["root"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [entry] = json.loads(subprocess.run([LEAFMAIL_LIST, "--config", self.config, "--json"],
+                                            capture_output=True, check=True).stdout)
+        self.assertEqual([r["address"] for r in entry["recipients"]], ["friend@example.net"])
+
+        os.chown(aliases, self.account.uid, -1)  # the user's own file
+        result = self.inject(["root"])
+        self.assertEqual(result.returncode, EX_CONFIG, result.stderr)
+        self.assertIn(b"trusts only a file owned by root", result.stderr)
+        os.chown(aliases, 0, -1)
+        os.chmod(aliases, 0o666)  # root's, but anyone may write it
+        result = self.inject(["someone@example.net"])
+        self.assertEqual(result.returncode, EX_CONFIG, result.stderr)
+        self.assertEqual(len([n for n in os.listdir(os.path.join(self.spool, "queue"))
+                              if not n.endswith(".env")]), 1)
 
     def test_untrusted_configuration_drops_the_group(self):
         # A configuration the user wrote must not steer the privileged program: it is read

@@ -99,7 +99,8 @@ TEST_CASE("a local recipient is replaced by its aliases, else by admin-address")
                                     "postmaster: root\n",
                                     "laptop");
     REQUIRE(file.problems.empty());
-    local_recipients rules{&file.table, "admin@example.org", "laptop"};
+    local_recipients rules{std::make_shared<alias_table>(file.table), "admin@example.org",
+                           "laptop"};
 
     CHECK(resolve_recipient(rules, "someone@example.org").addresses ==
           std::vector<std::string>{"someone@example.org"});
@@ -122,16 +123,24 @@ TEST_CASE("a local recipient is replaced by its aliases, else by admin-address")
 
     // An alias pointing at a local name with no alias of its own, and no admin-address.
     const auto partial = parse_aliases("root: nobody\n", "laptop");
-    local_recipients strict{&partial.table, "", "laptop"};
+    local_recipients strict{std::make_shared<alias_table>(partial.table), "", "laptop"};
     CHECK_FALSE(resolve_recipient(strict, "root").refusal.empty());
 }
 
 TEST_CASE("resolving ends even on a table with a loop")
 {
-    alias_table table;
-    table.entries["a"] = {"b"};
-    table.entries["b"] = {"a", "x@example.org"};
-    local_recipients rules{&table, "", "laptop"};
+    auto table = std::make_shared<alias_table>();
+    table->entries["a"] = {"b"};
+    table->entries["b"] = {"a", "x@example.org"};
+    local_recipients rules{table, "", "laptop"};
     const auto r = resolve_recipient(rules, "a");
     CHECK(r.addresses == std::vector<std::string>{"x@example.org"});
+
+    // A loop with no way out is refused, naming the loop, never an empty recipient list.
+    auto closed = std::make_shared<alias_table>();
+    closed->entries["a"] = {"b"};
+    closed->entries["b"] = {"a@laptop"};
+    const auto looped = resolve_recipient({closed, "admin@example.org", "laptop"}, "a");
+    CHECK(looped.addresses.empty());
+    CHECK_THAT(looped.refusal, Catch::Contains("loop"));
 }

@@ -141,6 +141,11 @@ TEST_CASE("configuration errors name the file, the line and the key")
          "auth-mechanisms"},
         {"auth-mechanisms = plain scram-sha-1\n", ":1", "auth-mechanisms"},
         {"rewrite-sender = nobody\n", ":1", "rewrite-sender"},
+        {"rewrite-from = yes\n", ":1", "rewrite-from"}, // without rewrite-sender
+        {"rewrite-sender = me@example.org\nrewrite-from = perhaps\n", ":2", "rewrite-from"},
+        {"admin-address = root\n", ":1", "admin-address"},
+        {"hostname = laptop\nadmin-address = root@Laptop\n", ":2", "admin-address"}, // local
+        {"admin-address = me@localhost\n", ":1", "admin-address"},
         // [route NAME] sections
         {"[route work]\nsmarthost = a:25\ncolour = blue\n", ":3", "colour"},
         {"[route work]\ntls = none\n", ":1", "smarthost"},

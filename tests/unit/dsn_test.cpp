@@ -72,10 +72,16 @@ TEST_CASE("DSN: multipart/report naming each failed recipient", "[dsn]")
     r.sender = "alice@example.org";
     r.arrival_date = 1700000000;
     r.now = 1700000100;
-    r.recipients = {{"gone@x", "5.1.1", "550 5.1.1 no such user", true},
-                    {"old@x", "4.4.7", "delivery time expired", false}};
+    r.recipients = {{"gone@x", "5.1.1", "550 5.1.1 no such user", true, "root"},
+                    {"old@x", "4.4.7", "delivery time expired", false, ""}};
     r.original_headers = "Subject: hello\r\nFrom: alice@example.org\r\n";
     std::string m = make_dsn(r);
+    // RFC 3464 section 2.3.1: the recipient as given, before an alias replaced it; only then.
+    CHECK(
+        m.find("\r\n\r\nOriginal-Recipient: rfc822; root\r\nFinal-Recipient: rfc822; gone@x\r\n") !=
+        std::string::npos);
+    CHECK(m.find("Original-Recipient: rfc822; old@x") == std::string::npos);
+    CHECK(m.find("Original-Recipient") == m.rfind("Original-Recipient"));
     CHECK(m.find("To: <alice@example.org>\r\n") != std::string::npos);
     CHECK(m.find("Auto-Submitted: auto-replied\r\n") != std::string::npos);
     CHECK(m.find("Content-Type: multipart/report; report-type=delivery-status;") !=
@@ -104,6 +110,7 @@ TEST_CASE("DSN: multipart/report naming each failed recipient", "[dsn]")
 TEST_CASE("apply_result: 2xx delivered, 4xx pending with the reply, 5xx failed", "[dsn]")
 {
     auto env = sample_envelope();
+    env.recipients[2].original_address = "postmaster";
     std::vector<std::size_t> sent;
     auto out = outgoing_for(env, 9, sent);
     CHECK(out.tag == 9);
@@ -121,6 +128,7 @@ TEST_CASE("apply_result: 2xx delivered, 4xx pending with the reply, 5xx failed",
     CHECK(failed[0].address == "gone@x");
     CHECK(failed[0].status == "5.1.1");
     CHECK(failed[0].diagnostic == "550 5.1.1 no such user");
+    CHECK(failed[0].original == "postmaster"); // for the notification's Original-Recipient
     CHECK(env.recipients[0].state == spool::recipient_state::delivered);
     CHECK(env.recipients[1].state == spool::recipient_state::pending);
     CHECK(env.recipients[1].attempts == 1);
@@ -158,7 +166,7 @@ TEST_CASE("DSN: Remote-MTA names a host by name and an address as an address lit
     r.reporting_host = "client.example";
     r.queue_id = "0005f0e1a2b3c4d5-00001234-0001";
     r.sender = "alice@example.org";
-    r.recipients = {{"gone@x", "5.1.1", "550 5.1.1 no such user", true}};
+    r.recipients = {{"gone@x", "5.1.1", "550 5.1.1 no such user", true, ""}};
     r.remote_host = "127.0.0.1";
     CHECK(make_dsn(r).find("Remote-MTA: dns; [127.0.0.1]\r\n") != std::string::npos);
     r.remote_host = "::1";
@@ -179,7 +187,7 @@ TEST_CASE("DSN: a delay warning says delayed and until when it is retried", "[ds
     r.now = 1700014400;
     r.delayed = true;
     r.will_retry_until = 1700432000;
-    r.recipients.push_back({"later@x", "4.2.0", "450 4.2.0 mailbox busy", true});
+    r.recipients.push_back({"later@x", "4.2.0", "450 4.2.0 mailbox busy", true, ""});
     const std::string m = make_dsn(r);
     CHECK(m.find("Subject: Delayed Mail (still being retried)\r\n") != std::string::npos);
     CHECK(m.find("Action: delayed\r\n") != std::string::npos);

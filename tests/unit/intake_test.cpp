@@ -38,7 +38,7 @@ TEST_CASE("a local entry records its submitter in the envelope and the Received 
     test::temp_dir dir;
     spool::spool s(dir.path());
     auto entry = intake::begin_entry(s, {"mx.example", 0}, intake::local_source(1234, "eve"),
-                                     "eve@example.org", {"bob@example.net"}, 1700000000);
+                                     "eve@example.org", {{"bob@example.net", ""}}, 1700000000);
     entry.write("Subject: x\r\n\r\nbody\r\n");
     const std::string id = entry.id();
     entry.commit();
@@ -59,7 +59,8 @@ TEST_CASE("below the free-space floor nothing is created and the error is ENOSPC
     spool::spool s(dir.path());
     intake::source from;
     try {
-        (void)intake::begin_entry(s, {"mx.example", UINT64_MAX}, from, "", {"a@b.example"}, 1);
+        (void)intake::begin_entry(s, {"mx.example", UINT64_MAX}, from, "", {{"a@b.example", ""}},
+                                  1);
         FAIL("an entry was started below the floor");
     } catch (const std::system_error& e) {
         CHECK(intake::classify(e).what == intake::outcome::insufficient_storage);
@@ -73,7 +74,8 @@ TEST_CASE("a bounce carries no Received line, a null reverse-path and origin dsn
     spool::spool s(dir.path());
     intake::source from;
     from.from = intake::origin::dsn;
-    auto entry = intake::begin_entry(s, {"mx.example", 0}, from, "", {"alice@example.org"}, 5);
+    auto entry =
+        intake::begin_entry(s, {"mx.example", 0}, from, "", {{"alice@example.org", ""}}, 5);
     entry.write("From: MAILER-DAEMON\r\n\r\nx\r\n");
     const std::string id = entry.id();
     entry.commit();
@@ -81,4 +83,45 @@ TEST_CASE("a bounce carries no Received line, a null reverse-path and origin dsn
     CHECK(env.origin == "dsn");
     CHECK(env.reverse_path.empty());
     CHECK(s.open_content(spool::area::queue, id).read(9) == "From: MAI");
+}
+
+TEST_CASE("local recipients are expanded with their originals and each address once")
+{
+    auto table = std::make_shared<alias_table>();
+    table->entries["root"] = {"alice@example.org", "bob@example.org"};
+    table->entries["postmaster"] = {"root"};
+    const local_recipients rules{table, "admin@example.org", "laptop"};
+    const auto e =
+        intake::expand_recipients(rules, {"root@laptop", "postmaster", "www-data@localhost",
+                                          "carol@example.net", "alice@example.org"});
+    CHECK(e.refusal.empty());
+    CHECK(e.recipients ==
+          std::vector<intake::accepted_recipient>{{"alice@example.org", "root@laptop"},
+                                                  {"bob@example.org", "root@laptop"},
+                                                  {"admin@example.org", "www-data@localhost"},
+                                                  {"carol@example.net", ""}});
+
+    const auto refused =
+        intake::expand_recipients({nullptr, "", "laptop"}, {"a@b.example", "root"});
+    CHECK(refused.recipients.empty());
+    CHECK(refused.refused == "root");
+    CHECK_FALSE(refused.refusal.empty());
+}
+
+TEST_CASE("the envelope keeps the original recipient beside the new one")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path());
+    auto entry = intake::begin_entry(s, {"mx.example", 0}, intake::local_source(0, "root"), "",
+                                     {{"alice@example.org", "root"}}, 1700000000);
+    entry.write("Subject: x\r\n\r\nbody\r\n");
+    const std::string id = entry.id();
+    entry.commit();
+    const auto env = *s.load(spool::area::queue, id);
+    REQUIRE(env.recipients.size() == 1);
+    CHECK(env.recipients[0].address == "alice@example.org");
+    CHECK(env.recipients[0].original_address == "root");
+    // The trace line names the recipient as it was handed over.
+    auto reader = s.open_content(spool::area::queue, id);
+    CHECK(reader.read(400).find("for <root>") != std::string::npos);
 }

@@ -212,6 +212,29 @@ TEST_CASE("a deferred entry shows when it is tried next, in text and JSON")
     (void)fresh;
 }
 
+TEST_CASE("a recipient an alias put in place shows the original in text and JSON")
+{
+    test::temp_dir dir;
+    spool::spool s(dir.path() / "spool");
+    const std::string id = commit(s, "Subject: cron\r\n\r\nx\r\n", {"alice@example.org", "bob@x"});
+    auto env = *s.load(spool::area::queue, id);
+    env.recipients[0].original_address = "root";
+    s.save_state(spool::area::queue, env);
+
+    const auto entries = scan_spool(s);
+    std::ostringstream text, details, json;
+    write_listing(text, entries, 1700000000);
+    CHECK(text.str().find("<alice@example.org> (for <root>)\n") != std::string::npos);
+    CHECK(text.str().find("<bob@x>\n") != std::string::npos);
+    write_details(details, entries.at(0), "", 1700000000);
+    CHECK(details.str().find("recipient    <alice@example.org> (for <root>)\n") !=
+          std::string::npos);
+    write_json(json, entries, 1700000000);
+    const auto doc = nlohmann::json::parse(json.str());
+    CHECK(doc[0]["recipients"][0]["original"] == "root");
+    CHECK(doc[0]["recipients"][1]["original"] == "");
+}
+
 namespace {
 
 // The text listing of one queued entry whose first recipient has `reply` and whose sender

@@ -70,10 +70,10 @@ TEST_CASE("modes: -bs, -bp, -bm, -bi, -q, and the names mailq and newaliases")
     CHECK(parse({"-bs"}).mode == sendmail_mode::smtp_session);
     CHECK(parse({"-bp"}).mode == sendmail_mode::print_queue);
     CHECK(parse({"-bm", "a@b"}).mode == sendmail_mode::deliver);
-    CHECK(parse({"-bi"}).mode == sendmail_mode::no_op);
+    CHECK(parse({"-bi"}).mode == sendmail_mode::check_aliases);
     CHECK(parse({"-q"}).mode == sendmail_mode::flush_queue);
     CHECK(parse({}, "mailq").mode == sendmail_mode::print_queue);
-    CHECK(parse({}, "newaliases").mode == sendmail_mode::no_op);
+    CHECK(parse({}, "newaliases").mode == sendmail_mode::check_aliases);
     CHECK(parse({"--help"}).mode == sendmail_mode::help);
     CHECK(parse({"--version"}).mode == sendmail_mode::version);
 }

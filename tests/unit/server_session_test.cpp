@@ -230,6 +230,23 @@ TEST_CASE("HELO and EHLO reset the transaction but keep the session", "[smtp][se
     CHECK(h.take_events() == events{"503 5.5.1", "250 2.1.0"});
 }
 
+TEST_CASE("a refused recipient gets 550 5.1.1 and the others are still taken", "[smtp][session]")
+{
+    auto options = options_with(1000, 100, 1); // one client mistake more would close
+    options.refuse_recipient = [](std::string_view address) -> std::optional<std::string> {
+        if (address == "root@mx.test")
+            return "<root@mx.test> reaches nobody";
+        return std::nullopt;
+    };
+    harness h{std::move(options)};
+    h.feed("EHLO client.test\r\nMAIL FROM:<a@client.test>\r\n");
+    h.feed("RCPT TO:<root@mx.test>\r\nRCPT TO:<root@mx.test>\r\nRCPT TO:<b@mx.test>\r\n");
+    // A well-formed request refused is no client mistake: the session stays open.
+    CHECK(h.take_events() == events{"250", "250 2.1.0", "550 5.1.1", "550 5.1.1", "250 2.1.5"});
+    CHECK(h.session().current_transaction().recipients == std::vector<std::string>{"b@mx.test"});
+    CHECK_FALSE(h.session().is_closed());
+}
+
 // ---------------------------------------------------------------------------------------------
 // A whole transaction
 

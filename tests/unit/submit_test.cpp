@@ -70,7 +70,7 @@ TEST_CASE(
     "a bare message gets Received, From, Date and Message-ID, CRLF line ends and its envelope")
 {
     fixture f;
-    const auto r = f.submit("Subject: hi\nTo: x@y\n\nhello\n", {"root"});
+    const auto r = f.submit("Subject: hi\nTo: x@y\n\nhello\n", {"root@example.org"});
     REQUIRE(r.recipients == std::vector<std::string>{"root@example.org"});
     CHECK(r.reverse_path == "joe@example.org");
     const std::string text = f.content(r.id);

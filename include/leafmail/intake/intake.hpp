@@ -1,8 +1,10 @@
 #pragma once
 // The one way into the spool: leafmaild, leafmail-sendmail and the flush's bounces create
 // every entry here. It seeds the envelope, writes the Received: trace line (RFC 5321 4.4),
-// keeps the free-space floor and holds the one errno -> outcome table behind 451/452 and the
-// sysexits of the injector. Knows no sockets and no configuration file.
+// keeps the free-space floor, replaces local recipients by their aliases (aliases.hpp) and
+// holds the one errno -> outcome table behind 451/452 and the sysexits of the injector. Knows
+// no sockets and reads no configuration file.
+#include "leafmail/aliases.hpp"
 #include "leafmail/spool/spool.hpp"
 
 #include <cstdint>
@@ -44,6 +46,28 @@ struct failure_class {
 /// The one table from a storage error to the SMTP outcome and the injector's exit status.
 [[nodiscard]] failure_class classify(const std::system_error& error);
 
+/// A recipient as it enters the envelope: where it goes, and the address the sender gave when
+/// an alias or admin-address replaced it (empty: not rewritten).
+struct accepted_recipient {
+    std::string address;
+    std::string original;
+    friend bool operator==(const accepted_recipient&, const accepted_recipient&) = default;
+};
+
+/// The recipients of a new entry: each local one replaced by its aliases or admin-address
+/// (resolve_recipient()), each address once. When one cannot be resolved, `refused` names it,
+/// `refusal` says why and `recipients` is empty: nothing is accepted for it.
+struct recipient_expansion {
+    std::vector<accepted_recipient> recipients;
+    std::string refused;
+    std::string refusal;
+};
+[[nodiscard]] recipient_expansion expand_recipients(const local_recipients& rules,
+                                                    const std::vector<std::string>& given);
+
+/// Recipients taken as they are (a notification goes to the original's sender).
+[[nodiscard]] std::vector<accepted_recipient> as_given(const std::vector<std::string>& addresses);
+
 struct intake_limits {
     std::string hostname;             // ours, in the Received: line
     std::uint64_t min_free_space = 0; // refuse new entries below this (ENOSPC)
@@ -63,7 +87,7 @@ public:
 
 private:
     friend new_entry begin_entry(spool::spool&, const intake_limits&, const source&, std::string,
-                                 const std::vector<std::string>&, std::time_t);
+                                 const std::vector<accepted_recipient>&, std::time_t);
     new_entry(spool::entry_writer writer, spool::envelope env)
         : writer_(std::move(writer)), envelope_(std::move(env))
     {
@@ -74,9 +98,11 @@ private:
 
 /// Starts an entry: checks the free-space floor (std::system_error ENOSPC below it), creates
 /// the entry, writes the Received: line (not for a DSN, which is our own message) and seeds
-/// the envelope (origin, client, reverse-path, pending recipients, queued_at = now).
+/// the envelope (origin, client, reverse-path, pending recipients with their originals,
+/// queued_at = now).
 [[nodiscard]] new_entry begin_entry(spool::spool& spool, const intake_limits& limits,
                                     const source& from, std::string reverse_path,
-                                    const std::vector<std::string>& recipients, std::time_t now);
+                                    const std::vector<accepted_recipient>& recipients,
+                                    std::time_t now);
 
 } // namespace leafmail::intake

@@ -18,6 +18,7 @@ struct failed_recipient {
     std::string status;         // RFC 3463 code for the Status: field, e.g. "5.1.1"
     std::string diagnostic;     // the smarthost's reply as one line ("550 5.1.1 ..."), may be empty
     bool from_smarthost = true; // false when we decided it (expiry, size over the limit)
+    std::string original;       // the recipient as given, when an alias replaced it; else ""
 };
 
 struct dsn_request {

@@ -41,10 +41,20 @@ struct queue_relay_options {
     /// left alone, unlocked, and not counted as pending.
     std::function<bool(const spool::envelope&)> takes;
     /// rewrite-sender: the envelope sender for mail from a local sender (no domain,
-    /// local_hostname or localhost); empty: senders are relayed as they are.
+    /// local_hostname or localhost, or the login@local_domain leafmail-sendmail made for a
+    /// local submission); empty: senders are relayed as they are. rewrite_from: a local From:
+    /// header gets it too (from_rewriter.hpp).
     std::string rewrite_sender;
+    bool rewrite_from = false;
     std::string local_hostname;
+    std::string local_domain;
 };
+
+/// Whether `address`, found in the entry `env`, is a local sender's: no domain, @hostname or
+/// @localhost, or the login@domain leafmail-sendmail made from the submitter's login (the
+/// envelope records the uid, "uid=N").
+[[nodiscard]] bool is_local_sender(const queue_relay_options& options, const spool::envelope& env,
+                                   std::string_view address);
 
 /// Thread-safe: several connections may share one.
 class queue_relay : public net::relay_job_source {

@@ -13,13 +13,13 @@
 namespace leafmail::sendmail {
 
 enum class sendmail_mode {
-    deliver,      // -bm (default): read a message on stdin and spool it
-    smtp_session, // -bs: one SMTP session on stdin/stdout
-    print_queue,  // -bp, or invoked as "mailq": as leafmail-list
-    flush_queue,  // -q: as leafmail-flush
-    no_op,        // -bi, or invoked as "newaliases": there are no aliases; succeeds
-    help,         // --help
-    version,      // --version
+    deliver,       // -bm (default): read a message on stdin and spool it
+    smtp_session,  // -bs: one SMTP session on stdin/stdout
+    print_queue,   // -bp, or invoked as "mailq": as leafmail-list
+    flush_queue,   // -q: as leafmail-flush
+    check_aliases, // -bi, or invoked as "newaliases": check the aliases file, report its errors
+    help,          // --help
+    version,       // --version
 };
 
 struct sendmail_options {

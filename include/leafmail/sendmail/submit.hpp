@@ -10,6 +10,7 @@
 
 #include <ctime>
 #include <filesystem>
+#include <iosfwd>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -61,6 +62,12 @@ void drop_setgid_privilege();
 /// root's alternate configuration directories); otherwise the privilege is dropped first, so
 /// a user can never point the privileged injector at a spool or file of their choosing.
 [[nodiscard]] config load_submission_config(const std::string& named_file);
+
+/// newaliases and -bi: checks the aliases file the configuration names, printing each problem
+/// as FILE:LINE: message on `err`. Returns 0 (good, or no file set) or 65 (EX_DATAERR).
+/// Throws config_error when the file cannot be read.
+[[nodiscard]] int check_aliases(const std::string& config_file, std::ostream& out,
+                                std::ostream& err);
 
 /// Full path of a program installed beside this executable (for -bp and -q).
 [[nodiscard]] std::filesystem::path sibling_program(const std::string& name);

@@ -53,10 +53,11 @@ namespace leafmail::smtp::replies {
 [[nodiscard]] reply nested_mail();                 // 503 5.5.1
 
 // Limits and content.
-[[nodiscard]] reply too_many_recipients();   // 452 4.5.3 (RFC 5321 4.5.3.1.10)
-[[nodiscard]] reply message_too_big();       // 552 5.3.4 (RFC 1870 section 6)
-[[nodiscard]] reply content_has_nul();       // 554 5.6.0
-[[nodiscard]] reply content_line_too_long(); // 554 5.6.0
+[[nodiscard]] reply too_many_recipients();                 // 452 4.5.3 (RFC 5321 4.5.3.1.10)
+[[nodiscard]] reply no_such_mailbox(std::string_view why); // 550 5.1.1 (RFC 3463: bad mailbox)
+[[nodiscard]] reply message_too_big();                     // 552 5.3.4 (RFC 1870 section 6)
+[[nodiscard]] reply content_has_nul();                     // 554 5.6.0
+[[nodiscard]] reply content_line_too_long();               // 554 5.6.0
 
 // Storage (the daemon never turns a spool failure into a 5xx).
 [[nodiscard]] reply local_error();          // 451 4.3.0

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,9 @@ struct server_options {
     std::uint64_t max_message_size = 25 * 1024 * 1024; // octets of content; advertised by SIZE
     std::size_t max_recipients = 100;                  // RFC 5321 4.5.3.1.8: at least 100
     std::size_t max_bad_commands = 20;                 // then 421 and close
+    /// Why a well-formed recipient is refused with 550 5.1.1 (a local name that reaches
+    /// nobody), or nullopt to take it. Unset: every well-formed recipient is taken.
+    std::function<std::optional<std::string>(std::string_view forward_path)> refuse_recipient;
 };
 
 /// What MAIL, RCPT and DATA built; reset by RSET, HELO/EHLO and after each message.

@@ -4,6 +4,7 @@
 #include "leafmail/trace.hpp"
 
 #include <cerrno>
+#include <unordered_set>
 
 namespace leafmail::intake {
 
@@ -27,6 +28,38 @@ source local_source(unsigned uid, std::string login)
     s.uid = uid;
     s.login = std::move(login);
     return s;
+}
+
+recipient_expansion expand_recipients(const local_recipients& rules,
+                                      const std::vector<std::string>& given)
+{
+    recipient_expansion out;
+    std::unordered_set<std::string> known; // max-recipients may be large: no quadratic search
+    for (const auto& address : given) {
+        auto resolved = resolve_recipient(rules, address);
+        if (!resolved.refusal.empty()) {
+            out.recipients.clear();
+            out.refused = address;
+            out.refusal = std::move(resolved.refusal);
+            return out;
+        }
+        const bool is_rewritten =
+            resolved.addresses.size() != 1 || resolved.addresses.front() != address;
+        for (auto& target : resolved.addresses) {
+            // root and postmaster both aliased to one person: one copy, the first original.
+            if (known.insert(target).second)
+                out.recipients.push_back({std::move(target), is_rewritten ? address : ""});
+        }
+    }
+    return out;
+}
+
+std::vector<accepted_recipient> as_given(const std::vector<std::string>& addresses)
+{
+    std::vector<accepted_recipient> out;
+    for (const auto& address : addresses)
+        out.push_back({address, ""});
+    return out;
 }
 
 failure_class classify(const std::system_error& error)
@@ -58,7 +91,7 @@ failure_class classify(const std::system_error& error)
 }
 
 new_entry begin_entry(spool::spool& spool, const intake_limits& limits, const source& from,
-                      std::string reverse_path, const std::vector<std::string>& recipients,
+                      std::string reverse_path, const std::vector<accepted_recipient>& recipients,
                       std::time_t now)
 {
     // OpenSMTPD's rule: below the floor, refuse new mail before the disk is full, so what
@@ -71,9 +104,10 @@ new_entry begin_entry(spool::spool& spool, const intake_limits& limits, const so
     env.origin = std::string(to_string(from.from));
     env.queued_at = static_cast<std::int64_t>(now);
     env.reverse_path = std::move(reverse_path);
-    for (const auto& address : recipients) {
+    for (const auto& given : recipients) {
         spool::recipient r;
-        r.address = address;
+        r.address = given.address;
+        r.original_address = given.original;
         env.recipients.push_back(std::move(r));
     }
 
@@ -81,7 +115,10 @@ new_entry begin_entry(spool::spool& spool, const intake_limits& limits, const so
         received_fields trace;
         trace.hostname = limits.hostname;
         trace.queue_id = writer.id();
-        trace.recipient = recipients.size() == 1 ? recipients.front() : std::string();
+        // The recipient as the sender gave it: the trace line records what was handed over.
+        if (recipients.size() == 1)
+            trace.recipient = recipients.front().original.empty() ? recipients.front().address
+                                                                  : recipients.front().original;
         trace.when = now;
         if (from.from == origin::smtp) {
             trace.helo = from.helo;

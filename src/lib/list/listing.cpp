@@ -27,6 +27,13 @@ constexpr std::string_view reply_indent = "             ";
 constexpr std::size_t entries_per_thread = 4096;
 constexpr unsigned max_threads = 8;
 
+// " (for <root>)" after a recipient that an alias or admin-address put in place of the one
+// the client gave; empty otherwise.
+std::string for_original(const spool::recipient& r)
+{
+    return r.original_address.empty() ? std::string() : " (for <" + r.original_address + ">)";
+}
+
 // Peer text on one line: line breaks and tabs as blanks, controls escaped (text.hpp).
 std::string one_line(std::string text)
 {
@@ -267,6 +274,8 @@ void append_entry_json(std::string& out, const listed_entry& e, std::int64_t now
             const auto& r = env.recipients[i];
             out += i == 0 ? "{" : ",{";
             append_field(out, "address", r.address);
+            out += ',';
+            append_field(out, "original", r.original_address);
             out += ',';
             append_field(out, "state", spool::to_string(r.state));
             out += ',';
@@ -531,7 +540,7 @@ void append_block(std::string& block, const listed_entry& e, std::int64_t now)
     for (const auto& r : env.recipients) {
         std::string state(spool::to_string(r.state));
         state.resize(std::max<std::size_t>(state.size(), 10), ' ');
-        block += fit("  " + state + " <" + r.address + ">", columns) + "\n";
+        block += fit("  " + state + " <" + r.address + ">" + for_original(r), columns) + "\n";
         if (r.state != spool::recipient_state::delivered && !r.last_reply.empty())
             block += wrapped(r.last_reply, reply_indent, columns - reply_indent.size());
     }
@@ -571,7 +580,7 @@ void write_details(std::ostream& out, const listed_entry& e, std::string_view he
         out << "  flags       " << (env.body_8bit ? " 8bit" : "")
             << (env.is_bounce ? " bounce" : "") << "\n";
     for (const auto& r : env.recipients) {
-        out << "  recipient    <" << shown(r.address) << ">\n";
+        out << "  recipient    <" << shown(r.address) << ">" << shown(for_original(r)) << "\n";
         out << "    state      " << spool::to_string(r.state) << ", "
             << plural(r.attempts, "attempt", "attempts");
         if (r.last_attempt_at > 0)

@@ -154,6 +154,7 @@ template <class Stream> struct smtp_server::session_io {
     std::optional<smtp::store_error> failure;
     spool::envelope pending; // what was committed last, for the log line
     std::size_t messages = 0;
+    local_recipients local; // as RCPT checked them, so the commit expands alike
 
     void note_failure(smtp::store_error why, const std::string& what)
     {
@@ -177,11 +178,13 @@ template <class Stream> struct smtp_server::session_io {
             from.client_address = peer;
             from.is_esmtp = core.is_esmtp();
         }
+        // RCPT refused what cannot be resolved with these same rules, so nothing is refused here.
+        const auto expansion = intake::expand_recipients(local, t.recipients);
         try {
             writer.emplace(intake::begin_entry(
                 *server.spool_,
                 {server.settings_.hostname, server.settings_.receiver.min_free_space}, from,
-                t.reverse_path, t.recipients, std::time(nullptr)));
+                t.reverse_path, expansion.recipients, std::time(nullptr)));
         } catch (const std::system_error& e) {
             note_failure(classify(e), e.what());
         }
@@ -431,20 +434,23 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
     const auto started = clock_type::now();
     log::info(log::fields({{"event", "connect"}, {"session", label}, {"client", peer}}));
 
+    // A local recipient that reaches nobody (no alias, no admin-address) is refused at RCPT
+    // rather than bounced later; the session keeps the rules it started with.
+    const local_recipients local = local_recipients_of(settings_);
+    smtp::server_options options{settings_.hostname,
+                                 settings_.receiver.max_message_size,
+                                 settings_.receiver.max_recipients,
+                                 settings_.receiver.max_bad_commands,
+                                 {}};
+    options.refuse_recipient = [local](std::string_view address) -> std::optional<std::string> {
+        auto resolved = resolve_recipient(local, address);
+        if (resolved.refusal.empty())
+            return std::nullopt;
+        return std::move(resolved.refusal);
+    };
     session_io<Stream> io{
-        *this,
-        stream,
-        handle,
-        label,
-        peer,
-        smtp::server_session({settings_.hostname, settings_.receiver.max_message_size,
-                              settings_.receiver.max_recipients,
-                              settings_.receiver.max_bad_commands}),
-        {},
-        {},
-        {},
-        {},
-        0};
+        *this, stream, handle, label, peer, smtp::server_session(std::move(options)),
+        {},    {},     {},     {},    0,    local};
     std::string end_reason = "quit";
     try {
         const bool is_local_pipe = peer == "local";

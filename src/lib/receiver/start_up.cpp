@@ -1,5 +1,7 @@
 #include "leafmail/receiver/start_up.hpp"
 
+#include "leafmail/aliases.hpp"
+
 #include "leafmail/exit_status.hpp"
 #include "leafmail/log.hpp"
 #include "leafmail/privileges.hpp"
@@ -181,13 +183,15 @@ program daemon_program()
 
 int run_daemon(const program_context& context)
 {
-    const config& settings = context.parsed.settings;
+    config settings = context.parsed.settings;
     if (context.parsed.flags.count("setup-spool")) {
         set_up_spool_for(settings);
         std::cout << "leafmaild: spool " << settings.spool.string() << " set up for "
                   << settings.receiver.user << "\n";
         return exit_status::ok;
     }
+    // A broken aliases file stops the start as a broken configuration does (exit 78).
+    load_aliases_for(settings, file_trust::any_owner);
     const bool inetd = context.parsed.flags.count("inetd") > 0;
     // Failures must come back as errors, not as signals that kill every session at once:
     // a write past RLIMIT_FSIZE gives EFBIG (a 452 for that message) instead of SIGXFSZ, and a
@@ -208,7 +212,9 @@ int run_daemon(const program_context& context)
                 // A configuration that cannot be read (a directory, a parse error) leaves the
                 // running one in place.
                 try {
-                    server.reload(context.reread_config());
+                    config fresh = context.reread_config();
+                    load_aliases_for(fresh, file_trust::any_owner);
+                    server.reload(fresh);
                 } catch (const std::exception& e) {
                     log::error(log::fields({{"event", "reload-failed"}, {"error", e.what()}}));
                 }

@@ -44,7 +44,8 @@ std::vector<failed_recipient> apply_result(spool::envelope& env,
         case smtp::delivery_status::failed:
             rcpt.state = spool::recipient_state::failed;
             // The status comes from the reply's structure; the text is only the diagnostic.
-            failed.push_back({rcpt.address, status_of(r.why), rcpt.last_reply, result.attempted});
+            failed.push_back({rcpt.address, status_of(r.why), rcpt.last_reply, result.attempted,
+                              rcpt.original_address});
             break;
         case smtp::delivery_status::deferred:
         case smtp::delivery_status::unconfirmed: // may have arrived: stays pending (at-least-once)
@@ -71,7 +72,7 @@ std::vector<failed_recipient> expire(spool::envelope& env, std::int64_t now)
                                  " hours in the queue";
         if (!rcpt.last_reply.empty())
             diagnostic += "; last reply: " + rcpt.last_reply;
-        failed.push_back({rcpt.address, "4.4.7", diagnostic, false});
+        failed.push_back({rcpt.address, "4.4.7", diagnostic, false, rcpt.original_address});
         rcpt.last_reply = diagnostic;
     }
     return failed;

@@ -123,6 +123,10 @@ std::string make_dsn(const dsn_request& r)
     m += "Arrival-Date: " + rfc5322_date(static_cast<std::time_t>(r.arrival_date)) + crlf;
     for (const auto& f : r.recipients) {
         m += crlf;
+        // RFC 3464 section 2.3.1: the recipient as the sender gave it, before an alias or
+        // admin-address replaced it; it comes before Final-Recipient (section 2.3).
+        if (!f.original.empty())
+            m += "Original-Recipient: rfc822; " + one_line(f.original) + crlf;
         m += "Final-Recipient: rfc822; " + f.address + crlf;
         m += std::string(r.delayed ? "Action: delayed" : "Action: failed") + crlf;
         m += "Status: " + f.status + crlf;

@@ -4,12 +4,17 @@
 
 #include "leafmail/aliases.hpp"
 #include "leafmail/log.hpp"
+#include "leafmail/privileges.hpp"
 #include "leafmail/relay/delivery.hpp"
+#include "leafmail/relay/from_rewriter.hpp"
 #include "leafmail/relay/seven_bit_content.hpp"
 #include "leafmail/smtp/reply_parser.hpp"
 #include "leafmail/spool/queue_id.hpp"
 
+#include "leafmail/text.hpp"
+
 #include <algorithm>
+#include <charconv>
 
 namespace leafmail::relay {
 
@@ -38,8 +43,9 @@ std::string_view to_string(smtp::delivery_status s)
 // quoted-printable for a smarthost without 8BITMIME.
 class spooled_content : public net::content_source {
 public:
-    spooled_content(spool::content_reader reader, std::string id)
-        : reader_(std::move(reader)), id_(std::move(id))
+    spooled_content(spool::content_reader reader, std::string id,
+                    std::function<std::optional<from_rewriter>()> make_rewriter)
+        : reader_(std::move(reader)), id_(std::move(id)), make_rewriter_(std::move(make_rewriter))
     {
     }
     [[nodiscard]] std::uint64_t size() const override { return reader_.size(); }
@@ -48,6 +54,7 @@ public:
     {
         reader_.rewind();
         filter_.emplace(content_filter_options{!needs_seven_bit});
+        rewriter_ = make_rewriter_ ? make_rewriter_() : std::nullopt;
         pending_.clear();
         ended_ = false;
     }
@@ -58,13 +65,22 @@ public:
             start(false);
         while (pending_.empty() && !ended_) {
             std::string block = reader_.read(max);
-            if (block.empty()) {
+            const bool is_end = block.empty();
+            if (rewriter_) { // the From: header first, then what the wire needs
+                std::string rewritten;
+                if (is_end)
+                    rewriter_->finish(rewritten);
+                else
+                    rewriter_->put(block, rewritten);
+                block = std::move(rewritten);
+            }
+            filter_->put(block, pending_);
+            if (is_end) {
                 filter_->finish(pending_);
                 ended_ = true;
                 report();
                 break;
             }
-            filter_->put(block, pending_);
         }
         return std::exchange(pending_, std::string());
     }
@@ -72,6 +88,8 @@ public:
 private:
     void report() const
     {
+        if (rewriter_ && rewriter_->rewrote())
+            log::info(log::fields({{"event", "from-rewritten"}, {"id", id_}}));
         if (filter_->sent_8bit_unconverted())
             log::warning(log::fields(
                 {{"event", "eight-bit-unconverted"},
@@ -90,6 +108,8 @@ private:
     spool::content_reader reader_;
     std::string id_;
     std::optional<content_filter> filter_;
+    std::function<std::optional<from_rewriter>()> make_rewriter_;
+    std::optional<from_rewriter> rewriter_;
     std::string pending_;
     bool ended_ = false;
 };
@@ -106,6 +126,28 @@ std::string delayed_status(const std::string& last_reply)
 }
 
 } // namespace
+
+bool is_local_sender(const queue_relay_options& options, const spool::envelope& env,
+                     std::string_view address)
+{
+    if (address.empty())
+        return false;
+    if (is_local_address(address, options.local_hostname))
+        return true;
+    // What leafmail-sendmail made from the submitter's login (its default sender and From:).
+    constexpr std::string_view uid_prefix = "uid=";
+    if (env.origin != intake::to_string(intake::origin::local) ||
+        !env.client_address.starts_with(uid_prefix) || options.local_domain.empty())
+        return false;
+    unsigned uid = 0;
+    const std::string_view digits = std::string_view(env.client_address).substr(uid_prefix.size());
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), uid);
+    if (error != std::errc{} || end != digits.data() + digits.size())
+        return false;
+    const auto at = address.rfind('@');
+    return address.substr(0, at) == names_of_uid(uid).login &&
+           text::iequals(address.substr(at + 1), options.local_domain);
+}
 
 queue_relay::queue_relay(spool::spool& spool, queue_relay_options options)
     : spool_(spool), options_(std::move(options))
@@ -138,14 +180,24 @@ std::optional<net::relay_job> queue_relay::next()
     const std::uint64_t tag = next_tag_++;
     job j = std::move(*ready_);
     ready_.reset();
-    net::relay_job out{outgoing_for(j.env, tag, j.sent_indexes),
-                       std::make_unique<spooled_content>(std::move(*j.content), j.id)};
     // Providers refuse or rewrite mail whose sender is not the account: a local sender
-    // (root@laptop, cron's "www-data") gets the route's address. The null sender of a
-    // notification is not local and stays <> (RFC 5321 section 4.5.5).
+    // (root@laptop, cron's "www-data") gets the route's address, and with rewrite-from its
+    // From: header too, on the way out (the spooled content stays as it was received).
+    std::function<std::optional<from_rewriter>()> make_rewriter;
+    if (options_.rewrite_from && !options_.rewrite_sender.empty())
+        make_rewriter = [options = options_, env = j.env] {
+            return std::optional<from_rewriter>(std::in_place, options.rewrite_sender,
+                                                [options, env](std::string_view address) {
+                                                    return is_local_sender(options, env, address);
+                                                });
+        };
+    net::relay_job out{
+        outgoing_for(j.env, tag, j.sent_indexes),
+        std::make_unique<spooled_content>(std::move(*j.content), j.id, std::move(make_rewriter))};
+    // The null sender of a notification is not local and stays <> (RFC 5321 section 4.5.5).
     const std::string& sender = out.message.reverse_path;
     if (!options_.rewrite_sender.empty() && !sender.empty() &&
-        is_local_address(sender, options_.local_hostname))
+        is_local_sender(options_, j.env, sender))
         out.message.reverse_path = options_.rewrite_sender;
     j.content.reset();
     active_.emplace(tag, std::move(j));
@@ -242,8 +294,8 @@ void queue_relay::warn_delayed_entries()
         std::vector<failed_recipient> waiting;
         for (const auto& r : env->recipients)
             if (r.state == spool::recipient_state::pending)
-                waiting.push_back(
-                    {r.address, delayed_status(r.last_reply), r.last_reply, !r.last_reply.empty()});
+                waiting.push_back({r.address, delayed_status(r.last_reply), r.last_reply,
+                                   !r.last_reply.empty(), r.original_address});
         // Recorded before the notice is committed: a crash in between loses this one warning
         // rather than ever sending a second.
         env->delay_notice_at = now;
@@ -426,9 +478,9 @@ void queue_relay::bounce(const std::string& id, const spool::envelope& original,
     intake::source from;
     from.from = intake::origin::dsn;
     // RFC 5321 section 4.5.5: notifications use the null reverse-path.
-    intake::new_entry writer =
-        intake::begin_entry(spool_, {options_.reporting_host, 0}, from, "", {original.reverse_path},
-                            static_cast<std::time_t>(now));
+    intake::new_entry writer = intake::begin_entry(spool_, {options_.reporting_host, 0}, from, "",
+                                                   intake::as_given({original.reverse_path}),
+                                                   static_cast<std::time_t>(now));
     dsn_request request;
     request.reporting_host = options_.reporting_host;
     request.remote_host = remote_host;

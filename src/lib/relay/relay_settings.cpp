@@ -116,7 +116,9 @@ queue_relay_options queue_options_for(const config& settings, std::function<std:
     o.reporting_host = settings.hostname;
     o.relay_name = settings.relay.smarthost;
     o.rewrite_sender = settings.relay.rewrite_sender;
+    o.rewrite_from = settings.relay.rewrite_from;
     o.local_hostname = settings.hostname;
+    o.local_domain = settings.domain;
     o.remote_host = settings.relay.host();
     o.max_queue_age = settings.relay.max_queue_age;
     o.warn_after = settings.relay.warn_after;

@@ -6,6 +6,7 @@ set(leafmail_relay_sources
   ${CMAKE_CURRENT_LIST_DIR}/dsn.cpp
   ${CMAKE_CURRENT_LIST_DIR}/flush.cpp
   ${CMAKE_CURRENT_LIST_DIR}/flush_command.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/from_rewriter.cpp
   ${CMAKE_CURRENT_LIST_DIR}/queue_relay.cpp
   ${CMAKE_CURRENT_LIST_DIR}/relay_settings.cpp
   ${CMAKE_CURRENT_LIST_DIR}/secret_command.cpp

@@ -39,7 +39,7 @@ sendmail_options parse_sendmail_args(const std::vector<std::string>& args, std::
     if (program == "mailq")
         o.mode = sendmail_mode::print_queue;
     else if (program == "newaliases")
-        o.mode = sendmail_mode::no_op;
+        o.mode = sendmail_mode::check_aliases;
 
     std::size_t i = 0;
     for (; i < args.size(); ++i) {
@@ -84,7 +84,7 @@ sendmail_options parse_sendmail_args(const std::vector<std::string>& args, std::
                 else if (rest == "p")
                     set_mode(o, sendmail_mode::print_queue);
                 else if (rest == "i")
-                    set_mode(o, sendmail_mode::no_op);
+                    set_mode(o, sendmail_mode::check_aliases);
                 else
                     throw usage_error("unsupported mode -b" + std::string(rest) +
                                       " (supported: -bm, -bs, -bp, -bi)");
@@ -167,7 +167,8 @@ std::string sendmail_help()
 {
     return "Usage: leafmail-sendmail [options] [--] [recipient...]\n"
            "Reads a message on stdin and writes it into the leafmail spool (a sendmail-compatible\n"
-           "command: install it as /usr/sbin/sendmail; as 'mailq' it behaves like -bp).\n"
+           "command: install it as /usr/sbin/sendmail; as 'mailq' it behaves like -bp, as\n"
+           "'newaliases' like -bi).\n"
            "\n"
            "Options:\n"
            "  -t            take recipients from To:, Cc: and Bcc: (added to any arguments);\n"
@@ -180,7 +181,8 @@ std::string sendmail_help()
            "  -bm           read a message on stdin and spool it (the default)\n"
            "  -bs           serve one SMTP session on stdin/stdout, as leafmaild --inetd\n"
            "  -bp           list the spool, as leafmail-list\n"
-           "  -bi           do nothing (there is no alias database) and succeed\n"
+           "  -bi           check the aliases file and report its errors with line numbers\n"
+           "                (also when invoked as newaliases; there is no database to build)\n"
            "  -q            relay the spool now, as leafmail-flush\n"
            "  -v            report the queue id of the spooled message on stderr\n"
            "  -C FILE       configuration file (default /etc/leafmail.conf); also --config FILE\n"
@@ -193,8 +195,9 @@ std::string sendmail_help()
            "ignored with a warning. Other options are a usage error (exit 64).\n"
            "\n"
            "Exit status: 0 when the message is durably spooled; 64 usage error; 65 bad message\n"
-           "(no recipients, bad address, too large); 73/77 spool not writable; 75 spool full,\n"
-           "try again; 78 configuration error.\n";
+           "(no recipients, bad address, too large); 67 a local recipient with no alias and no\n"
+           "admin-address; 73/77 spool not writable; 75 spool full, try again; 78 configuration\n"
+           "error. -bi: 0 the aliases file is good (or none is set), 65 it has errors.\n";
 }
 
 } // namespace leafmail::sendmail

@@ -28,9 +28,12 @@ namespace {
 
 constexpr std::size_t read_size = 64 * 1024;
 
-std::vector<std::string> envelope_recipients(const sendmail_options& options,
-                                             const std::vector<std::string>& from_header,
-                                             const std::string& domain)
+// The recipients as they enter the envelope. A local one (a bare name such as cron's "root",
+// or @hostname, @localhost) is replaced by its aliases or admin-address before a bare name
+// would be qualified with `domain`, which is not local (aliases.hpp).
+std::vector<intake::accepted_recipient>
+envelope_recipients(const sendmail_options& options, const std::vector<std::string>& from_header,
+                    const config& settings)
 {
     std::vector<std::string> candidates;
     for (const auto& argument : options.recipients) {
@@ -42,15 +45,23 @@ std::vector<std::string> envelope_recipients(const sendmail_options& options,
     // -t adds the header's recipients to the arguments' (Postfix behaviour).
     if (options.extract_recipients)
         candidates.insert(candidates.end(), from_header.begin(), from_header.end());
-    std::vector<std::string> out;
+    std::vector<std::string> given;
     for (const auto& candidate : candidates) {
-        std::string address = qualify(candidate, domain);
-        if (!is_acceptable_address(address))
+        if (!is_acceptable_address(qualify(candidate, settings.domain)))
             throw submission_error(exit_status::data_error, "bad recipient address: " + candidate);
-        if (std::find(out.begin(), out.end(), address) == out.end())
-            out.push_back(std::move(address));
+        if (std::find(given.begin(), given.end(), candidate) == given.end())
+            given.push_back(candidate);
     }
-    return out;
+    auto expansion = intake::expand_recipients(local_recipients_of(settings), given);
+    if (!expansion.refusal.empty())
+        throw submission_error(exit_status::no_user,
+                               "recipient " + expansion.refused + " refused: " + expansion.refusal +
+                                   " (set 'aliases' or 'admin-address' in the configuration)");
+    for (const auto& r : expansion.recipients)
+        if (!is_acceptable_address(r.address))
+            throw submission_error(exit_status::data_error,
+                                   "bad address " + r.address + " for recipient " + r.original);
+    return std::move(expansion.recipients);
 }
 
 std::string reverse_path_for(const sendmail_options& options, const submitter& who,
@@ -74,16 +85,9 @@ submitter current_submitter()
 {
     submitter who;
     who.uid = ::getuid();
-    std::vector<char> buffer(16384);
-    passwd entry{};
-    passwd* found = nullptr;
-    if (::getpwuid_r(who.uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found) {
-        who.login = entry.pw_name;
-        const std::string gecos = entry.pw_gecos ? entry.pw_gecos : "";
-        who.full_name = gecos.substr(0, gecos.find(','));
-    } else {
-        who.login = "uid" + std::to_string(who.uid);
-    }
+    auto names = names_of_uid(who.uid);
+    who.login = std::move(names.login);
+    who.full_name = std::move(names.full_name);
     return who;
 }
 
@@ -111,8 +115,11 @@ submission_result submit_message(spool::spool& spool, const config& settings,
             result.reverse_path.empty() ? qualify(who.login, settings.domain) : result.reverse_path;
         fix.full_name = options.full_name.empty() ? who.full_name : options.full_name;
         fix.message_id = "<pending>";
-        result.recipients = envelope_recipients(options, fix_header(header.fields(), fix).to_cc_bcc,
-                                                settings.domain);
+        const auto recipients =
+            envelope_recipients(options, fix_header(header.fields(), fix).to_cc_bcc, settings);
+        result.recipients.clear();
+        for (const auto& r : recipients)
+            result.recipients.push_back(r.address);
         if (result.recipients.empty())
             throw submission_error(exit_status::data_error,
                                    options.extract_recipients
@@ -126,10 +133,9 @@ submission_result submit_message(spool::spool& spool, const config& settings,
                     " (max-recipients is " + std::to_string(settings.receiver.max_recipients) +
                     ")");
         try {
-            writer.emplace(
-                intake::begin_entry(spool, {settings.hostname, settings.receiver.min_free_space},
-                                    intake::local_source(who.uid, who.login), result.reverse_path,
-                                    result.recipients, now));
+            writer.emplace(intake::begin_entry(
+                spool, {settings.hostname, settings.receiver.min_free_space},
+                intake::local_source(who.uid, who.login), result.reverse_path, recipients, now));
         } catch (const std::system_error& e) {
             if (e.code() == std::errc::no_space_on_device)
                 throw submission_error(exit_status::temp_fail, std::string("the spool is full (") +
@@ -266,6 +272,34 @@ int serve_smtp_session(spool::spool& spool, const config& settings, const submit
 
 } // namespace
 
+int check_aliases(const std::string& config_file, std::ostream& out, std::ostream& err)
+{
+    // Only reads, and prints what it read: nothing here needs the spool's group, and a
+    // user must not read through it what the group alone may read.
+    if (has_setgid_privilege())
+        drop_setgid_privilege();
+    const config settings = load_submission_config(config_file);
+    if (settings.aliases_file.empty()) {
+        out << "leafmail-sendmail: no 'aliases' file is configured"
+            << (settings.admin_address.empty()
+                    ? "; local recipients are refused"
+                    : "; local recipients go to " + settings.admin_address)
+            << "\n";
+        return exit_status::ok;
+    }
+    const auto result =
+        load_aliases(settings.aliases_file, settings.hostname, file_trust::any_owner);
+    if (!result.problems.empty()) {
+        err << describe_problems(settings.aliases_file, result.problems, result.problems.size())
+            << "\n";
+        return exit_status::data_error;
+    }
+    out << "leafmail-sendmail: " << settings.aliases_file.string() << ": "
+        << result.table.entries.size() << (result.table.entries.size() == 1 ? " alias" : " aliases")
+        << ", no errors\n";
+    return exit_status::ok;
+}
+
 program sendmail_program()
 {
     program p;
@@ -289,8 +323,8 @@ int run_sendmail(int argc, char* argv[])
     case sendmail_mode::version:
         std::cout << version_line("leafmail-sendmail") << "\n";
         return exit_status::ok;
-    case sendmail_mode::no_op:
-        return exit_status::ok;
+    case sendmail_mode::check_aliases:
+        return check_aliases(options.config_file, std::cout, std::cerr);
     case sendmail_mode::print_queue:
         return exec_sibling("leafmail-list", options);
     case sendmail_mode::flush_queue:
@@ -310,6 +344,10 @@ int run_sendmail(int argc, char* argv[])
         // Not the spool: the configuration could not be read or the privilege not dropped.
         throw program_error(exit_status::os_error, e.what());
     }
+
+    // Root's aliases file only, while the spool's group is held (trust model).
+    load_aliases_for(settings,
+                     has_setgid_privilege() ? file_trust::root_only : file_trust::any_owner);
 
     // Who submits is the real uid, read before root (if it is root) becomes the owner.
     const submitter who = current_submitter();

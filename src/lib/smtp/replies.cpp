@@ -189,6 +189,10 @@ reply too_many_recipients()
 {
     return make(452, "4.5.3", "Too many recipients");
 }
+reply no_such_mailbox(std::string_view why)
+{
+    return make(550, "5.1.1", str(why));
+}
 reply message_too_big()
 {
     return make(552, "5.3.4", "Message size exceeds fixed maximum");

@@ -499,7 +499,13 @@ void server_session::handle_rcpt(const command& cmd, std::vector<effect>& out)
         respond(out, replies::too_many_recipients());
         return;
     }
-    transaction_.recipients.push_back(std::move(std::get<rcpt_argument>(parsed).forward_path));
+    auto& forward_path = std::get<rcpt_argument>(parsed).forward_path;
+    if (options_.refuse_recipient)
+        if (auto why = options_.refuse_recipient(forward_path)) {
+            respond(out, replies::no_such_mailbox(*why));
+            return;
+        }
+    transaction_.recipients.push_back(std::move(forward_path));
     respond(out, replies::recipient_ok());
 }
 
