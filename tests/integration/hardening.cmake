@@ -12,3 +12,17 @@ set_target_properties(leafmail_fail_fsync PROPERTIES COMPILE_OPTIONS "-Wall;-Wex
 add_integration_test(hardening-receive test_hardening_receive.py hardening)
 set_property(TEST hardening-receive APPEND PROPERTY ENVIRONMENT
              "LEAFMAIL_FAIL_FSYNC=$<TARGET_FILE:leafmail_fail_fsync>")
+
+# Issue 15, the journal: a shim that SIGKILLs leafmaild at a chosen step of the commit, and
+# one that checks each 250 comes after the fdatasync covering its record. Plain C like the
+# one above, never sanitized, never installed.
+add_library(leafmail_crash_at SHARED ${CMAKE_CURRENT_LIST_DIR}/../fault/crash_at.c)
+set_target_properties(leafmail_crash_at PROPERTIES COMPILE_OPTIONS "-Wall;-Wextra" LINK_OPTIONS "")
+add_library(leafmail_order_check SHARED ${CMAKE_CURRENT_LIST_DIR}/../fault/order_check.c)
+set_target_properties(leafmail_order_check PROPERTIES COMPILE_OPTIONS "-Wall;-Wextra" LINK_OPTIONS "")
+target_link_libraries(leafmail_order_check PRIVATE Threads::Threads)
+
+add_integration_test(journal test_journal.py receive hardening)
+set_property(TEST journal APPEND PROPERTY ENVIRONMENT
+             "LEAFMAIL_CRASH_AT_SHIM=$<TARGET_FILE:leafmail_crash_at>"
+             "LEAFMAIL_ORDER_CHECK_SHIM=$<TARGET_FILE:leafmail_order_check>")

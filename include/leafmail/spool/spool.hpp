@@ -7,6 +7,7 @@
 // owns the spool cannot steer its users (root included) outside it.
 // Layout and guarantees: spool-format/README.md.
 #include "leafmail/spool/envelope.hpp"
+#include "leafmail/spool/journal.hpp"
 #include "leafmail/spool/status.hpp"
 
 #include <chrono>
@@ -67,10 +68,16 @@ public:
     [[nodiscard]] std::uint64_t content_size() const { return content_size_; }
     [[nodiscard]] bool content_has_8bit() const { return has_8bit_; }
 
-    /// Appends content (buffered). Throws std::system_error (ENOSPC, EFBIG, EIO...).
+    /// Appends content (buffered; with a journal, an entry small enough for it is kept in
+    /// memory whole, up to journal_options::max_entry_size). Throws std::system_error (ENOSPC,
+    /// EFBIG, EIO...).
     void write(std::string_view bytes);
-    /// Appends the envelope, fsyncs the file, renames it into queue/ and waits for the
-    /// directory fsync (shared with concurrent commits). Blocking: keep it off event loops.
+    /// Appends the envelope and makes the entry durable, then renames it into queue/.
+    /// With the spool's journal (small entries): writes the file, appends the entry to the
+    /// journal and waits for the group-committed fdatasync covering it, then renames.
+    /// Without: fsyncs the file, renames it and waits for the directory fsync (shared with
+    /// concurrent commits). Either way the entry is on stable storage when this returns, and
+    /// visible in queue/. Blocking: keep it off event loops.
     /// Fills in env.id, env.content_size, env.body_8bit and (when 0) env.queued_at.
     /// Throws std::system_error; on failure nothing is left in queue/ or tmp/.
     void commit(envelope env);
@@ -80,14 +87,16 @@ public:
 private:
     friend class spool;
     entry_writer(std::shared_ptr<const spool_directories> dirs, std::string id, int fd,
-                 std::shared_ptr<directory_syncer> syncer);
+                 std::shared_ptr<directory_syncer> syncer, std::shared_ptr<journal> journal);
     void flush_buffer();
+    void commit_journaled();
 
     std::shared_ptr<const spool_directories> dirs_;
     std::string tmp_label_; // "<root>/tmp/<id>", for messages only
     std::string id_;
     int fd_ = -1;
     std::shared_ptr<directory_syncer> syncer_;
+    std::shared_ptr<journal> journal_; // null: this entry goes the one-file way
     std::string buffer_;
     std::uint64_t content_size_ = 0;
     bool has_8bit_ = false;
@@ -158,6 +167,7 @@ private:
 };
 
 struct recovery_report {
+    std::size_t replayed_records = 0;    // journaled entries put (back) into queue/
     std::size_t removed_temporaries = 0; // interrupted writes found in tmp/
     std::size_t removed_orphan_states = 0;
     std::size_t reunited_states = 0; // state files moved after their entry
@@ -185,7 +195,15 @@ public:
 
     /// Cleans what crashed writers and movers left (a writer still running holds a lock on
     /// its temporary file and is left alone). Call at the start of a daemon or flush.
+    /// First replays the journal past its checkpoint when no running process holds it.
     recovery_report recover();
+
+    /// Opens the spool's journal (<spool>/journal/, made and preallocated when missing),
+    /// replays it and from then on commits small entries through it. Returns false, with
+    /// the reason in why_not, when another process holds the journal or it cannot be made
+    /// (a full disk, say): entries then go the one-file way. Throws std::system_error when
+    /// the replay fails.
+    bool open_journal(const journal_options& options, std::string& why_not);
 
     /// Starts a new entry with a fresh id. Throws std::system_error.
     [[nodiscard]] entry_writer create_entry();
@@ -277,7 +295,10 @@ private:
 
     std::filesystem::path root_;
     std::shared_ptr<spool_directories> dirs_;
+    std::size_t replay(journal& from);
+
     std::vector<std::shared_ptr<directory_syncer>> syncers_; // one per area
+    std::shared_ptr<journal> journal_;                       // held by leafmaild only
 };
 
 } // namespace leafmail::spool

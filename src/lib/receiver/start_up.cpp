@@ -122,13 +122,25 @@ started_daemon start_daemon(net::asio::io_context& io, const config& settings, b
     if (!inetd) {
         try {
             const auto report = daemon.spool->recover();
-            if (report.removed_temporaries + report.removed_orphan_states + report.reunited_states >
+            if (report.replayed_records + report.removed_temporaries +
+                    report.removed_orphan_states + report.reunited_states >
                 0)
                 log::info(log::fields(
                     {{"event", "recovered"},
                      {"removed-temporaries", std::to_string(report.removed_temporaries)},
                      {"removed-orphan-states", std::to_string(report.removed_orphan_states)},
-                     {"reunited-states", std::to_string(report.reunited_states)}}));
+                     {"reunited-states", std::to_string(report.reunited_states)},
+                     {"replayed-journal-records", std::to_string(report.replayed_records)}}));
+        } catch (const std::system_error& e) {
+            throw start_up_error(start_up_step::recover, exit_status::cant_create, e.what());
+        }
+        // Small messages are made durable by the journal's shared fdatasync (group commit);
+        // without it (another leafmaild holds it, or no room to preallocate it) every entry
+        // is committed as its own file, which is slower but just as safe.
+        try {
+            std::string why_not;
+            if (!daemon.spool->open_journal({}, why_not))
+                log::warning(log::fields({{"event", "journal-unavailable"}, {"why", why_not}}));
         } catch (const std::system_error& e) {
             throw start_up_error(start_up_step::recover, exit_status::cant_create, e.what());
         }

@@ -344,9 +344,10 @@ std::optional<area> area_from_string(std::string_view name)
 // ---------------------------------------------------------------------------- entry_writer
 
 entry_writer::entry_writer(std::shared_ptr<const spool_directories> dirs, std::string id, int fd,
-                           std::shared_ptr<directory_syncer> syncer)
+                           std::shared_ptr<directory_syncer> syncer,
+                           std::shared_ptr<journal> journal)
     : dirs_(std::move(dirs)), tmp_label_(dirs_->root_label + "/tmp/" + id), id_(std::move(id)),
-      fd_(fd), syncer_(std::move(syncer))
+      fd_(fd), syncer_(std::move(syncer)), journal_(std::move(journal))
 {
     buffer_.reserve(write_buffer_size);
 }
@@ -354,8 +355,9 @@ entry_writer::entry_writer(std::shared_ptr<const spool_directories> dirs, std::s
 entry_writer::entry_writer(entry_writer&& other) noexcept
     : dirs_(std::move(other.dirs_)), tmp_label_(std::move(other.tmp_label_)),
       id_(std::move(other.id_)), fd_(std::exchange(other.fd_, -1)),
-      syncer_(std::move(other.syncer_)), buffer_(std::move(other.buffer_)),
-      content_size_(other.content_size_), has_8bit_(other.has_8bit_)
+      syncer_(std::move(other.syncer_)), journal_(std::move(other.journal_)),
+      buffer_(std::move(other.buffer_)), content_size_(other.content_size_),
+      has_8bit_(other.has_8bit_)
 {
 }
 
@@ -368,6 +370,7 @@ entry_writer& entry_writer::operator=(entry_writer&& other) noexcept
         id_ = std::move(other.id_);
         fd_ = std::exchange(other.fd_, -1);
         syncer_ = std::move(other.syncer_);
+        journal_ = std::move(other.journal_);
         buffer_ = std::move(other.buffer_);
         content_size_ = other.content_size_;
         has_8bit_ = other.has_8bit_;
@@ -388,6 +391,15 @@ void entry_writer::write(std::string_view bytes)
         has_8bit_ = std::any_of(bytes.begin(), bytes.end(),
                                 [](char c) { return static_cast<unsigned char>(c) > 127; });
     content_size_ += bytes.size();
+    if (journal_) {
+        // Kept whole in memory while it may still go through the journal; past that size it
+        // is streamed into its file like any large entry, so memory stays bounded.
+        if (buffer_.size() + bytes.size() <= journal_->options().max_entry_size) {
+            buffer_.append(bytes);
+            return;
+        }
+        journal_.reset();
+    }
     if (buffer_.size() + bytes.size() > write_buffer_size) {
         flush_buffer();
         if (bytes.size() >= write_buffer_size) {
@@ -417,6 +429,15 @@ void entry_writer::commit(envelope env)
     try {
         buffer_.append(freeze(env));
         buffer_.append(make_footer(content_size_));
+    } catch (...) {
+        abort();
+        throw;
+    }
+    if (journal_ && buffer_.size() <= journal_->options().max_entry_size && journal_->is_usable()) {
+        commit_journaled();
+        return;
+    }
+    try {
         flush_buffer();
         // Order matters: the content must be on disk before its name appears in queue/, and
         // the name must be on disk before the client hears 250.
@@ -437,6 +458,34 @@ void entry_writer::commit(envelope env)
         ::unlinkat(queue_fd, id_.c_str(), 0);
         throw;
     }
+}
+
+// The journaled commit (spool-format/README.md, "The journal"): the entry's file is written
+// (not flushed) first, so a full disk refuses the message before anything is durable; the
+// journal's group-committed fdatasync then makes it durable; only after that does its name
+// appear in queue/. The file's own data and name reach the disk with the next checkpoint
+// (syncfs), and until then a crash is repaired by replaying the journal.
+void entry_writer::commit_journaled()
+{
+    std::uint64_t sequence = 0;
+    try {
+        write_all(fd_, buffer_, tmp_label_);
+        sequence = journal_->commit(id_, buffer_);
+    } catch (...) {
+        abort();
+        throw;
+    }
+    buffer_.clear();
+    const int error = rename_no_replace(dirs_->tmp, id_, dirs_->area_fd(area::queue), id_);
+    // Given up or in its place: either way the checkpoint may pass the record now.
+    journal_->materialised(sequence);
+    if (error != 0) {
+        // Durable in the journal yet refused: a replay after a crash before the next
+        // checkpoint would bring it back, a duplicate of what the client sends again.
+        abort();
+        throw_errno(error, "cannot rename " + tmp_label_ + " into queue/");
+    }
+    ::close(std::exchange(fd_, -1));
 }
 
 void entry_writer::abort() noexcept
@@ -717,14 +766,141 @@ entry_writer spool::create_entry()
             continue;
         if ((st.st_mode & 07777) != file_mode)
             ::fchmod(file.fd, file_mode); // whatever the caller's umask
-        return entry_writer(dirs_, std::move(id), file.release(), syncer_for(area::queue));
+        std::shared_ptr<journal> through;
+        if (journal_ && journal_->is_usable())
+            through = journal_;
+        return entry_writer(dirs_, std::move(id), file.release(), syncer_for(area::queue),
+                            std::move(through));
     }
     throw_errno(EEXIST, "cannot create a new entry in " + root_.string() + "/tmp");
+}
+
+namespace {
+
+constexpr const char* journal_name = "journal";
+
+// The envelope offset an entry's octets name in their footer, when they are a whole entry.
+std::optional<std::uint64_t> whole_entry_offset(std::string_view entry)
+{
+    if (entry.size() < footer_size)
+        return std::nullopt;
+    const std::string_view footer = entry.substr(entry.size() - footer_size);
+    if (footer.substr(0, footer_magic.size()) != footer_magic || footer.back() != '\n')
+        return std::nullopt;
+    std::uint64_t offset = 0;
+    const char* digits = footer.data() + footer_magic.size();
+    const char* digits_end = footer.data() + footer_size - 1;
+    const auto [end, error] = std::from_chars(digits, digits_end, offset);
+    if (error != std::errc{} || end != digits_end || offset > entry.size() - footer_size)
+        return std::nullopt;
+    return offset;
+}
+
+} // namespace
+
+// Puts every journaled entry past the checkpoint (back) into queue/ unless it is already
+// whole in an area, then checkpoints. An entry already relayed and removed since comes
+// back: at least once, as after any crash.
+std::size_t spool::replay(journal& from)
+{
+    std::size_t replayed = 0;
+    const auto records = from.records_after_checkpoint();
+    for (const auto& where : records) {
+        const auto record = from.read_record(where);
+        if (!record)
+            continue;
+        const auto& [id, entry] = *record;
+        if (!is_valid_queue_id(id) || !whole_entry_offset(entry)) {
+            log::warning(log::fields({{"event", "journal-record-skipped"},
+                                      {"sequence", std::to_string(where.sequence)},
+                                      {"id", printable(id)},
+                                      {"why", "not a queue id or not a whole entry"}}));
+            continue;
+        }
+        bool present = false;
+        bool torn_in_queue = false;
+        for (area a : all_areas) {
+            fd_guard file{open_readable(dir_fd(a), id)};
+            if (file.fd < 0)
+                continue;
+            struct stat st {};
+            const bool whole = ::fstat(file.fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                               static_cast<std::uint64_t>(st.st_size) == entry.size();
+            if (a == area::queue && !whole)
+                torn_in_queue = true; // its name reached the disk before its data: repair
+            else
+                present = true;
+        }
+        if (present)
+            continue;
+        const std::string tmp_label = root_.string() + "/tmp/" + id;
+        ::unlinkat(dirs_->tmp, id.c_str(), 0); // what the crashed writer left
+        fd_guard file{
+            ::openat(dirs_->tmp, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
+        if (file.fd < 0)
+            throw_errno(errno, "cannot create " + tmp_label);
+        ::flock(file.fd, LOCK_EX);
+        ::fchmod(file.fd, file_mode);
+        try {
+            write_all(file.fd, entry, tmp_label);
+        } catch (...) {
+            ::unlinkat(dirs_->tmp, id.c_str(), 0);
+            throw;
+        }
+        const int error =
+            torn_in_queue
+                ? (::renameat(dirs_->tmp, id.c_str(), dir_fd(area::queue), id.c_str()) == 0 ? 0
+                                                                                            : errno)
+                : rename_no_replace(dirs_->tmp, id, dir_fd(area::queue), id);
+        if (error != 0) {
+            ::unlinkat(dirs_->tmp, id.c_str(), 0);
+            throw_errno(error, "cannot rename " + tmp_label + " into queue/");
+        }
+        ++replayed;
+    }
+    // The checkpoint passes every record found, replayed or not: a later start does not
+    // look at them again, and the segments are free for reuse.
+    if (!records.empty())
+        from.checkpoint_through(from.last_sequence());
+    return replayed;
+}
+
+bool spool::open_journal(const journal_options& options, std::string& why_not)
+{
+    if (journal_)
+        return true;
+    const std::string label = root_.string() + "/" + journal_name;
+    fd_guard dir{open_directory(dirs_->root, journal_name, true, label)};
+    std::shared_ptr<journal> opened;
+    try {
+        opened = journal::open(dir.fd, label, options, true);
+    } catch (const std::system_error& e) {
+        why_not = e.what();
+        return false;
+    }
+    if (!opened) {
+        why_not = "another process holds " + label;
+        return false;
+    }
+    replay(*opened);
+    opened->start();
+    journal_ = std::move(opened);
+    return true;
 }
 
 recovery_report spool::recover()
 {
     recovery_report report;
+    // The journal first: a record replayed now is a whole entry in queue/, and the file its
+    // crashed writer left in tmp/ is then mere debris for the clean-up below.
+    if (!journal_) {
+        const int dir = ::openat(dirs_->root, journal_name, O_RDONLY | O_DIRECTORY | no_follow);
+        if (dir >= 0) {
+            fd_guard guard{dir};
+            if (auto held = journal::open(dir, root_.string() + "/" + journal_name, {}, false))
+                report.replayed_records = replay(*held);
+        }
+    }
     // tmp/ is read through the descriptor opened at start: if the owner made tmp a symlink
     // since, the spool did not open, and unlinkat never leaves this directory.
     {
