@@ -110,6 +110,10 @@ class Daemon:
         self.port = None
         self._reader = None
 
+    # The log line that says the program is ready; a subclass running another long-lived
+    # program (the watcher) names its own, and what to take from it in started().
+    ready_pattern = r"event=listening address=127\.0\.0\.1:(\d+)"
+
     def command(self):
         return [LEAFMAILD, "--config", self.config_path, "--spool", self.spool, "--log", "stderr",
                 "--hostname", "test.leafmail", "--listen", "127.0.0.1:0"] + self.args
@@ -120,12 +124,17 @@ class Daemon:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read_log, daemon=True)
         self._reader.start()
-        line = self.wait_for_log(r"event=listening address=127\.0\.0\.1:(\d+)", timeout)
+        line = self.wait_for_log(self.ready_pattern, timeout)
         if not line:
             self.kill()
-            raise RuntimeError("leafmaild did not start:\n" + "\n".join(self.lines))
-        self.port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
+            raise RuntimeError("%s did not start:\n%s"
+                               % (os.path.basename(self.command()[0]), "\n".join(self.lines)))
+        self.started(line)
         return self
+
+    def started(self, line):
+        """Takes what it needs from the ready line: leafmaild's port."""
+        self.port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
 
     def _read_log(self):
         for raw in self.process.stderr:

@@ -3,6 +3,7 @@ loopback port: messages are queued through the real leafmaild (harness.py), then
 Each test checks the exit status, what the smarthost received byte for byte, and the spool.
 A second leafmaild as the smarthost exercises PIPELINING, which aiosmtpd does not offer."""
 
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ import threading
 import time
 import unittest
 
-from harness import LEAFMAIL_FLUSH, Daemon, entry_ids, read_entry, sanitizer_without_quarantine, wait_until
+from harness import LEAFMAIL_FLUSH, LEAFMAIL_LIST, Daemon, entry_ids, read_entry, sanitizer_without_quarantine, wait_until
 from smarthost import SilentServer, Smarthost, TestCA, free_port
 
 FLUSH_TIMEOUT = 120.0
@@ -115,6 +116,27 @@ class FlushTestCase(unittest.TestCase):
             with open(os.path.join(directory, name), "rb") as f:
                 result[name] = f.read()
         return result
+
+    def listed(self):
+        """leafmail-list --json of the spool: one object per entry."""
+        result = subprocess.run([LEAFMAIL_LIST, "--config", self.flush_config, "--spool",
+                                 self.spool, "--json"], capture_output=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return json.loads(result.stdout)
+
+    def assert_attempt_recorded(self, before, reason):
+        """A failure before MAIL (issue 11): every entry's file is as it was, and each records
+        one attempt whose last reply is the reason (a regular expression)."""
+        after = self.spool_files()
+        self.assertEqual({n: c for n, c in after.items() if not n.endswith(".env")},
+                         {n: c for n, c in before.items() if not n.endswith(".env")})
+        entries = self.listed()
+        self.assertEqual(len(entries), len([n for n in before if not n.endswith(".env")]))
+        for entry in entries:
+            for r in entry["recipients"]:
+                self.assertEqual(r["state"], "pending")
+                self.assertEqual(r["attempts"], 1, entry)
+                self.assertRegex(r["last_reply"], reason)
 
     def assert_summary(self, stdout, sent, deferred, failed):
         # ", unconfirmed N" counts deferred entries whose final dot went unanswered.
@@ -284,7 +306,7 @@ class PlainRelay(FlushTestCase):
         self.assertLess(seconds, 20)
         self.assertEqual(len(entry_ids(self.spool)), 1)
 
-    def test_smarthost_down_exits_75_quickly_spool_untouched(self):
+    def test_smarthost_down_exits_75_quickly_and_each_entry_says_why(self):
         self.queue(message("down 1"))
         self.queue(message("down 2"))
         before = self.spool_files()
@@ -293,7 +315,7 @@ class PlainRelay(FlushTestCase):
         self.assertEqual(rc, 75, err)
         self.assertLess(seconds, 5)
         self.assert_summary(out, 0, 2, 0)
-        self.assertEqual(self.spool_files(), before)
+        self.assert_attempt_recorded(before, r"^451 4\.4\.1 cannot connect to .*refused")
 
     def test_expiry_bounces_and_moves_to_failed(self):
         server = self.smarthost(tls="none")
@@ -410,7 +432,7 @@ class TlsAndAuth(FlushTestCase):
         self.assertEqual(rc, 75, err)
         self.assertIn("certificate", err)
         self.assertEqual(server.messages, [])
-        self.assertEqual(self.spool_files(), before)
+        self.assert_attempt_recorded(before, r"certificate")
 
     def test_starttls_unknown_ca_refused(self):
         server = self.smarthost(tls="starttls")
@@ -471,7 +493,7 @@ class TlsAndAuth(FlushTestCase):
                                         smarthost="localhost:%d" % server.port)
         self.assertEqual(rc, 75, err)
         self.assertEqual(server.messages, [])
-        self.assertEqual(self.spool_files(), before)
+        self.assert_attempt_recorded(before, r"^535 ")
         self.assertNotIn("wrong", err.replace("wrong password", ""))
 
     def test_password_file_readable_by_others_refused(self):

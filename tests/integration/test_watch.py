@@ -41,10 +41,14 @@ def subjects(server):
 
 
 class Watcher(Daemon):
-    """leafmail-flush --watch as a long-running process (Daemon's log reader and stop)."""
+    """leafmail-flush --watch as a long-running process: Daemon's start, log reader and stop;
+    ready once it has said how its route(s) stand. config: the configuration file's text
+    (routes go there)."""
 
-    def __init__(self, spool, workdir, smarthost, extra=()):
-        super().__init__(workdir=workdir)
+    ready_pattern = r"event=route-"
+
+    def __init__(self, spool, workdir, smarthost, extra=(), config=""):
+        super().__init__(config=config, workdir=workdir)
         self.spool = spool
         self.smarthost_address = smarthost
         self.extra = list(extra)
@@ -54,16 +58,8 @@ class Watcher(Daemon):
                 "--log", "stderr", "--hostname", "watch.test", "--tls", "none",
                 "--smarthost", self.smarthost_address] + self.extra
 
-    def start(self, timeout=10.0):
-        self.lines = []
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._reader = threading.Thread(target=self._read_log, daemon=True)
-        self._reader.start()
-        if not self.wait_for_log(r"event=route-", timeout):
-            self.kill()
-            raise RuntimeError("the watcher did not start:\n" + "\n".join(self.lines))
-        return self
+    def started(self, line):
+        pass  # no port: it listens only on the spool's watch.sock
 
 
 def write_sendmail_config(workdir, spool):
@@ -85,6 +81,17 @@ def kick(spool, workdir):
     open(config, "w").close()
     return subprocess.run([LEAFMAIL_FLUSH, "--kick", "--config", config, "--spool", spool],
                           capture_output=True, timeout=30)
+
+
+def list_status(spool, workdir, *args):
+    """leafmail-list --status [args] of the spool, as text."""
+    config = os.path.join(workdir, "list.conf")
+    open(config, "a").close()
+    result = subprocess.run([LEAFMAIL_LIST, "--config", config, "--spool", spool, "--status"]
+                            + list(args), capture_output=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError("leafmail-list --status failed: %r" % result.stderr)
+    return result.stdout.decode()
 
 
 class CountingListener:
@@ -181,6 +188,19 @@ class NewMail(WatchTestCase):
         self.assertLessEqual(server.sessions, 2)
         self.assertEqual(sorted(subjects(server)), sorted("burst-%d" % i for i in range(20)))
 
+    def test_a_slow_burst_goes_in_one_connection(self):
+        # A burst as a disk with slow fsync makes it (one message every 80 ms, each on its
+        # own SMTP connection): gathered until it pauses, and what still arrives while the
+        # round runs goes on the same connection.
+        server = self.smarthost()
+        self.watcher(server.port)
+        for i in range(15):
+            self.queue("slow-%d" % i)
+            time.sleep(0.08)
+        self.assertTrue(server.wait_for_messages(15, timeout=10))
+        self.assertLessEqual(server.sessions, 2)
+        self.assertEqual(sorted(subjects(server)), sorted("slow-%d" % i for i in range(15)))
+
     def test_state_files_written_by_the_relay_do_not_trigger_rounds(self):
         server = self.smarthost()
         server.behaviour.rcpt_replies["bob@remote.test"] = "450 4.2.0 busy"
@@ -206,13 +226,21 @@ class UnreachableSmarthost(WatchTestCase):
         self.assertLessEqual(probes, 9, w.log_text())
         self.assertEqual(len(re.findall(r"event=route-backing-off", w.log_text())), 1,
                          "one log line for the state change, not one per probe")
+        # leafmail-list --status: the watcher runs and backs off, saying why.
+        status = list_status(self.spool, self.workdir)
+        self.assertIn("watcher: running", status)
+        self.assertRegex(status, r"  route default: backing off until \d\d:\d\d:\d\d"
+                                 r"( |\n    )\([45]\d\d .+\)\n")
         back = time.monotonic()
         server.start()
         self.assertTrue(server.wait_for_messages(1, timeout=5), w.log_text())
         self.assertLess(time.monotonic() - back, 3.0 + 1.0)  # retry-max, and the round itself
         self.assertTrue(w.wait_for_log(r"event=route-ok", timeout=5, start=1))
-        # The entry's attempt counter counted no probe that never reached the smarthost.
         self.assertEqual(subjects(server), ["while-down"])
+        self.assertTrue(wait_until(lambda: "  route default: ok\n" in
+                                   list_status(self.spool, self.workdir), timeout=5))
+        w.stop()
+        self.assertIn("watcher: not running", list_status(self.spool, self.workdir))
 
     def test_kick_retries_at_once(self):
         server = self.smarthost(start=False)
@@ -221,7 +249,7 @@ class UnreachableSmarthost(WatchTestCase):
         self.assertTrue(w.wait_for_log(r"event=route-backing-off", timeout=5))
         server.start()
         time.sleep(1)
-        self.assertEqual(server.messages, [])  # the watcher waits for its minute
+        self.assertEqual(server.messages, [], w.log_text())  # the watcher waits for its minute
         kicked = time.monotonic()
         result = kick(self.spool, self.workdir)
         self.assertEqual(result.returncode, 0, result.stderr)
@@ -242,6 +270,49 @@ class UnreachableSmarthost(WatchTestCase):
         result = subprocess.run(second.command(), capture_output=True, timeout=30)
         self.assertEqual(result.returncode, 75, result.stderr)
         self.assertIn(b"another watcher", result.stderr)
+
+
+class Routes(WatchTestCase):
+    def test_a_route_that_is_down_backs_off_while_the_other_route_delivers_at_once(self):
+        up = self.smarthost()
+        down_port = free_port()
+        down = CountingListener(down_port)  # accepts and closes: each probe is counted
+        self.addCleanup(down.close)
+        config = ("[route work]\nsmarthost = 127.0.0.1:%d\ntls = none\nsenders = @work.test\n"
+                  % down_port)
+        w = Watcher(self.spool, tempfile.mkdtemp(dir=self.workdir), "127.0.0.1:%d" % up.port,
+                    ["--retry-min", "2s", "--retry-max", "4s"], config=config)
+        w.start()
+        self.addCleanup(w.close)
+        import smtplib
+        with smtplib.SMTP("127.0.0.1", self.daemon.port, timeout=30) as client:
+            client.sendmail("me@work.test", ["bob@remote.test"], message("work-mail"))
+        self.assertTrue(w.wait_for_log(r"event=route-backing-off route=work", timeout=5),
+                        w.log_text())
+        # The default route's new mail leaves within 2 s, while work is backing off.
+        for i in range(3):
+            accepted = time.monotonic()
+            self.queue("home-%d" % i)
+            self.assertTrue(up.wait_for_messages(i + 1, timeout=2.0), w.log_text())
+            self.assertLess(time.monotonic() - accepted, 2.0)
+            time.sleep(0.5)
+        time.sleep(8)
+        # Waits of about 2, 4, 4 s after the first failure (jitter only shortens): a handful
+        # of probes in about 10 s, not one per new message of the other route.
+        probes = down.accepted
+        self.assertGreaterEqual(probes, 2, w.log_text())
+        self.assertLessEqual(probes, 6, w.log_text())
+        self.assertEqual(len(re.findall(r"event=route-backing-off route=work", w.log_text())),
+                         1, "one log line for the state change, not one per probe")
+        self.assertNotIn("event=route-backing-off route=default", w.log_text())
+        self.assertEqual(sorted(subjects(up)), ["home-0", "home-1", "home-2"])
+        status = list_status(self.spool, self.workdir)
+        self.assertRegex(status, r"  route work: backing off until \d\d:\d\d:\d\d( |\n    )\(")
+        self.assertIn("  route default: ok\n", status)
+        # A kick resets every backoff: the work route is tried at once.
+        before = down.accepted
+        self.assertEqual(kick(self.spool, self.workdir).returncode, 0)
+        self.assertTrue(wait_until(lambda: down.accepted > before, timeout=2.0), w.log_text())
 
 
 class BesideOneShotFlush(WatchTestCase):
@@ -419,6 +490,7 @@ def netns_scenario(mode):
             w.start()
             try:
                 w.wait_for_log(r"event=route-waiting-for-link", timeout=5)
+                result["status_while_waiting"] = list_status(spool, workdir)
                 before = tcp_active_opens()
                 sendmail(config, "netns-" + mode)  # no TCP: sendmail writes the spool
                 time.sleep(4)
@@ -468,6 +540,8 @@ class LinkEvents(unittest.TestCase):
         self.assertLess(r["seconds_after_event"], 2.0, r["log"])
         self.assertTrue(r["link_down_logged"], r["log"])
         self.assertEqual(r["opens_while_down"], 0, r["log"])
+        self.assertIn("watcher: running", r["status_while_waiting"])
+        self.assertIn("  route default: waiting for the link\n", r["status_while_waiting"])
 
     def test_always_waits_for_a_default_route_and_goes_at_once_on_one(self):
         r = self.run_in_namespace("always")

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <ctime>
+#include <thread>
 
 using namespace leafmail;
 using leafmail::relay::queue_relay;
@@ -337,4 +338,81 @@ TEST_CASE("the content source starts over for each transaction")
     CHECK(job->content->read(4096).empty());
     job->content->start(true);
     CHECK(job->content->read(4096) == content);
+}
+
+TEST_CASE("a failure before MAIL records an attempt on each entry the relay meant to send")
+{
+    fixture f;
+    const std::string first = f.queue({"bob@example.net", "carol@example.net"});
+    const std::string second = f.queue({"dave@example.net"});
+    const std::string other_route = f.queue({"erin@example.net"}, "mallory@elsewhere.test");
+    const std::string held = f.queue({"frank@example.net"});
+    REQUIRE(f.spool.move(held, area::queue, area::hold));
+    auto options = f.options();
+    options.takes = [](const spool::envelope& env) {
+        return env.reverse_path != "mallory@elsewhere.test";
+    };
+    queue_relay relay(f.spool, options);
+    REQUIRE(relay.has_work()); // prepared one entry, as the flush does before connecting
+    const std::string why = "451 4.4.1 cannot connect to smarthost.test:587: Connection refused";
+    CHECK(relay.record_unreached(why) == 2);
+    for (const auto& id : {first, second}) {
+        const auto env = f.spool.load(area::queue, id);
+        REQUIRE(env);
+        for (const auto& r : env->recipients) {
+            CHECK(r.state == recipient_state::pending);
+            CHECK(r.attempts == 1);
+            CHECK(r.last_attempt_at == f.now);
+            CHECK(r.last_reply == why);
+        }
+        CHECK(env->next_attempt_at == 0); // the route's backoff decides when to probe again
+    }
+    CHECK(f.spool.load(area::queue, other_route)->recipients[0].attempts == 0);
+    CHECK(f.spool.load(area::hold, held)->recipients[0].attempts == 0);
+    CHECK_FALSE(relay.has_work());
+    CHECK(relay.count_still_pending() == 2);
+}
+
+TEST_CASE("the relay remembers the last reply that left mail pending")
+{
+    fixture f;
+    f.queue({"bob@example.net", "carol@example.net"});
+    queue_relay relay(f.spool, f.options());
+    CHECK(relay.last_deferral().empty());
+    relay_next(relay, {accepted, busy});
+    CHECK(relay.last_deferral() == "451 4.3.0 try again");
+}
+
+TEST_CASE("a lingering relay hands out an entry that arrives while it waits")
+{
+    fixture f;
+    f.queue({"bob@example.net"});
+    auto options = f.options();
+    options.linger = std::chrono::milliseconds(2000);
+    queue_relay relay(f.spool, options);
+    relay_next(relay, {accepted});
+    std::string late;
+    std::thread writer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        late = f.queue({"carol@example.net"});
+    });
+    const auto started = std::chrono::steady_clock::now();
+    auto job = relay.next();
+    writer.join();
+    REQUIRE(job.has_value());
+    CHECK(job->message.recipients == std::vector<std::string>{"carol@example.net"});
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::milliseconds(1500));
+}
+
+TEST_CASE("without new mail a lingering relay gives up after its linger")
+{
+    fixture f;
+    auto options = f.options();
+    options.linger = std::chrono::milliseconds(150);
+    queue_relay relay(f.spool, options);
+    const auto started = std::chrono::steady_clock::now();
+    CHECK_FALSE(relay.next().has_value());
+    const auto waited = std::chrono::steady_clock::now() - started;
+    CHECK(waited >= std::chrono::milliseconds(150));
+    CHECK(waited < std::chrono::milliseconds(1000));
 }

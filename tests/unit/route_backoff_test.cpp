@@ -54,7 +54,7 @@ TEST_CASE("new mail is gathered briefly so that a burst goes in one connection")
     route.new_mail(t0 + 1s + 100ms);
     const auto d = route.decide(t0 + 1s + 100ms, true);
     CHECK(d.what == kind::wait_until);
-    CHECK(d.when == t0 + 1s + route_backoff::coalesce_new_mail);
+    CHECK(d.when == t0 + 1s + 100ms + route_backoff::coalesce_quiet);
     CHECK(route.decide(d.when, true).what == kind::connect_now);
     route.connecting(d.when);
     route.reached(d.when + 1s, std::nullopt);
@@ -141,8 +141,7 @@ TEST_CASE("on-link connects after a link-up and keeps delivering new mail while 
     route.connecting(t0 + 2s);
     route.reached(t0 + 3s, std::nullopt);
     route.new_mail(t0 + 10s);
-    CHECK(route.decide(t0 + 10s + route_backoff::coalesce_new_mail, true).what ==
-          kind::connect_now);
+    CHECK(route.decide(t0 + 10s + route_backoff::coalesce_quiet, true).what == kind::connect_now);
     route.link_down(t0 + 20s);
     route.new_mail(t0 + 21s);
     CHECK(route.decide(t0 + 30s, true).what == kind::paused);
@@ -173,6 +172,107 @@ TEST_CASE("mail the smarthost deferred waits for its scheduled time, not retried
     // New mail is not held back by the schedule of older entries.
     route.reached(t0 + 63s, t0 + 1h);
     route.new_mail(t0 + 64s);
-    CHECK(route.decide(t0 + 64s + route_backoff::coalesce_new_mail, true).what ==
-          kind::connect_now);
+    CHECK(route.decide(t0 + 64s + route_backoff::coalesce_quiet, true).what == kind::connect_now);
+}
+
+TEST_CASE("a slow burst is gathered until it pauses")
+{
+    auto route = make(auto_connect::always, true);
+    route.connecting(t0);
+    route.reached(t0, std::nullopt);
+    // Messages 200 ms apart (a disk with slow fsync): each one moves the round later.
+    auto now = t0 + 1s;
+    for (int i = 0; i < 4; ++i) {
+        route.new_mail(now);
+        const auto d = route.decide(now, true);
+        REQUIRE(d.what == kind::wait_until);
+        CHECK(d.when == now + route_backoff::coalesce_quiet);
+        now += 200ms;
+        REQUIRE(now < d.when);
+    }
+    // Quiet since t0 + 1.6 s: the round starts 250 ms after the last message.
+    CHECK(route.decide(t0 + 1s + 600ms + 249ms, true).what == kind::wait_until);
+    CHECK(route.decide(t0 + 1s + 600ms + 250ms, true).what == kind::connect_now);
+}
+
+TEST_CASE("a burst that never pauses goes at most one second after its first message")
+{
+    auto route = make(auto_connect::always, true);
+    route.connecting(t0);
+    route.reached(t0, std::nullopt);
+    const auto first = t0 + 1s;
+    for (auto at = first; at < first + 3s; at += 100ms) {
+        route.new_mail(at);
+        const auto d = route.decide(at, true);
+        if (at >= first + route_backoff::coalesce_limit) {
+            CHECK(d.what == kind::connect_now);
+            break;
+        }
+        REQUIRE(d.what == kind::wait_until);
+        CHECK(d.when <= first + route_backoff::coalesce_limit);
+    }
+    // The bound leaves room for the round within the 2-second promise.
+    CHECK(route_backoff::coalesce_limit + route_backoff::coalesce_quiet < 2s);
+    // After the round started, the next burst is timed from its own first message.
+    route.connecting(first + 1s);
+    route.reached(first + 1s + 300ms, std::nullopt);
+    route.new_mail(first + 2s);
+    CHECK(route.decide(first + 2s, true).when == first + 2s + route_backoff::coalesce_quiet);
+}
+
+TEST_CASE("each route backs off on its own while the other routes mail goes at once")
+{
+    auto down = make(auto_connect::always, true);
+    auto up = make(auto_connect::always, true);
+    const auto plan_at = [&](clock::time_point now) {
+        return plan_round({{&down, true}, {&up, true}}, now);
+    };
+    // At start both have queued mail and go.
+    CHECK(plan_at(t0).connect_now == std::vector<std::size_t>{0, 1});
+    down.connecting(t0);
+    up.connecting(t0);
+    down.connect_failed(t0, "connection refused");
+    up.reached(t0, std::nullopt);
+    // New mail for both: the reachable route goes after the burst, the other waits for its
+    // probe, and the plan wakes for whichever comes first.
+    down.new_mail(t0 + 1s);
+    up.new_mail(t0 + 1s);
+    auto plan = plan_round({{&down, true}, {&up, true}}, t0 + 1s);
+    CHECK(plan.connect_now.empty());
+    REQUIRE(plan.wake_at);
+    CHECK(*plan.wake_at == t0 + 1s + route_backoff::coalesce_quiet);
+    plan = plan_at(*plan.wake_at);
+    CHECK(plan.connect_now == std::vector<std::size_t>{1});
+    REQUIRE(plan.wake_at);
+    CHECK(*plan.wake_at == t0 + 5s); // retry-min: the down route's next probe
+    up.connecting(t0 + 2s);
+    up.reached(t0 + 2s, std::nullopt);
+    CHECK(plan_round({{&down, true}, {&up, false}}, t0 + 5s).connect_now ==
+          std::vector<std::size_t>{0});
+    CHECK(down.condition() == route_condition::backing_off);
+    CHECK(up.condition() == route_condition::ok);
+}
+
+TEST_CASE("a kick or a link-up resets every route's backoff")
+{
+    auto a = make(auto_connect::always, true);
+    auto b = make(auto_connect::always, true);
+    for (auto* r : {&a, &b}) {
+        r->connecting(t0);
+        r->connect_failed(t0, "refused");
+    }
+    CHECK(plan_round({{&a, true}, {&b, true}}, t0 + 1s).connect_now.empty());
+    a.kick(t0 + 1s);
+    b.kick(t0 + 1s);
+    CHECK(plan_round({{&a, true}, {&b, true}}, t0 + 1s).connect_now ==
+          std::vector<std::size_t>{0, 1});
+    for (auto* r : {&a, &b}) {
+        r->connecting(t0 + 1s);
+        r->connect_failed(t0 + 1s, "refused");
+    }
+    a.link_up(t0 + 2s);
+    b.link_up(t0 + 2s);
+    CHECK(plan_round({{&a, true}, {&b, true}}, t0 + 2s).connect_now ==
+          std::vector<std::size_t>{0, 1});
+    CHECK(plan_round({{&a, false}, {&b, false}}, t0 + 2s).connect_now.empty()); // nothing queued
 }

@@ -5,4 +5,5 @@ target_sources(unit_tests PRIVATE
   unit/queue_id_test.cpp
   unit/spool_test.cpp
   unit/spool_format_test.cpp
+  unit/status_test.cpp
 )

@@ -58,6 +58,17 @@ struct scan_options {
 /// attempt due" once the time has come; empty for an entry without a schedule (0).
 [[nodiscard]] std::string format_next_attempt(std::int64_t next_attempt_at, std::int64_t now);
 
+/// Peer text (an address, a problem) on one line of `width` columns: line breaks as blanks,
+/// controls escaped (text::escape_controls), cut with "..." (the detail view shows it whole).
+[[nodiscard]] std::string fit(std::string text, std::size_t width);
+/// A reply wrapped at blanks into lines of `width` columns after `indent`, escaped as fit()
+/// does, so that a long reason (Postfix's "Recipient address rejected: ...") is read whole,
+/// not cut. A word longer than a line is split. Bounded to a dozen lines; the last says where
+/// the whole text is.
+[[nodiscard]] std::string
+wrapped(std::string text, std::string_view indent, std::size_t width,
+        std::string_view whole_elsewhere = "leafmail-list ID shows the whole reply");
+
 /// Text blocks, one per entry, then the summary line. now: Unix seconds, for ages.
 void write_listing(std::ostream& out, const std::vector<listed_entry>& entries, std::int64_t now);
 /// "N messages, N bytes" (or "spool is empty"), with a count per area when there are several.

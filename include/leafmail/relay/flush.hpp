@@ -31,6 +31,9 @@ struct flush_options {
     /// Each connection's end at info level; the watcher logs changes of state instead, so
     /// for it these are debug lines (one per probe would flood the log).
     bool log_each_connection = true;
+    /// A connection with nothing left to send waits this long for new entries before QUIT
+    /// (the watcher: a burst still arriving goes on the same connection); 0: no wait.
+    std::chrono::milliseconds linger{0};
 };
 
 struct flush_summary {

@@ -38,6 +38,9 @@ struct queue_relay_options {
     bool due_only = false;              // skip entries whose next attempt has not come
     /// When set and true, no new message is handed out (the message in flight finishes).
     const std::atomic<bool>* stop = nullptr;
+    /// How long next() waits for a new entry in queue/ once none is left, so that mail
+    /// arriving while a connection is open goes on it (the watcher's bursts); 0: no wait.
+    std::chrono::milliseconds linger{0};
     /// The entries this relay takes (those of its route); empty: every entry. The others are
     /// left alone, unlocked, and not counted as pending.
     std::function<bool(const spool::envelope&)> takes;
@@ -76,6 +79,17 @@ public:
     /// One RFC 3464 "delayed" notice for each entry pending longer than warn-after, never a
     /// second (recorded in the envelope).
     void warn_delayed_entries();
+
+    /// The smarthost could not be used before any message went (connection or TLS refused,
+    /// a 421 greeting, AUTH refused): records the attempt on every entry this relay still
+    /// meant to send (attempts, last_attempt_at, last_reply = reason) without changing its
+    /// schedule (the watcher's probes follow the route's backoff), and hands out nothing
+    /// more. Returns how many entries it recorded.
+    std::size_t record_unreached(const std::string& reason);
+
+    /// The last reply that left a recipient pending (deferred or unconfirmed), one line;
+    /// empty when none did.
+    [[nodiscard]] std::string last_deferral() const;
 
     /// Earliest scheduled attempt among the entries left pending (Unix seconds), 0 if none.
     [[nodiscard]] std::int64_t next_attempt_at() const;
@@ -137,6 +151,7 @@ private:
     std::size_t bounces_ = 0;
     std::size_t delay_notices_ = 0;
     std::int64_t next_attempt_at_ = 0;
+    std::string last_deferral_;
     bool out_of_room_ = false; // an outcome could not be reserved: nothing more goes out
 };
 

@@ -8,6 +8,7 @@
 // Layout and guarantees: spool-format/README.md.
 #include "leafmail/spool/envelope.hpp"
 #include "leafmail/spool/journal.hpp"
+#include "leafmail/spool/status.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -265,6 +266,18 @@ public:
     /// returns the watch descriptor. Throws std::system_error.
     int watch_area(int inotify_fd, area where) const;
 
+    /// The spool-wide status (status.hpp): `<spool>/flush.status`, written by a flush while it
+    /// holds the flush lock, and `<spool>/watch.status`, written by the watcher holding
+    /// watch.lock; one writer each. Written whole into tmp/, fsynced and renamed over the
+    /// old file, so a reader sees the old status or the new one. Throws std::system_error.
+    void save_flush_status(const flush_record& record) const;
+    void save_watch_status(const watch_record& record) const;
+    /// Never throws for what the file holds: a symlink, a non-regular or oversized file,
+    /// unreadable or malformed content comes back as a problem naming the path. Neither a
+    /// value nor a problem: no status yet.
+    [[nodiscard]] status_read<flush_record> load_flush_status() const;
+    [[nodiscard]] status_read<watch_record> load_watch_status() const;
+
     /// Bytes available to unprivileged writers on the spool's filesystem.
     [[nodiscard]] std::uint64_t free_bytes() const;
 
@@ -273,6 +286,10 @@ private:
     std::string label(area where, std::string_view name) const; // for messages only
     std::shared_ptr<directory_syncer> syncer_for(area where) const;
     void set_aside(area where, const std::string& name, const char* kind) const;
+    void write_status_file(const char* name, const std::string& text) const;
+    /// The file's text, or nullopt when absent; problem says why it could not be used.
+    [[nodiscard]] std::optional<std::string> read_status_file(const char* name,
+                                                              std::string& problem) const;
     int create_state_temporary(area where, const std::string& id, std::string& name) const;
     void install_state(area where, const std::string& id, int fd, const std::string& name);
 

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace leafmail::watch {
 
@@ -35,8 +36,12 @@ struct decision {
 
 class route_backoff {
 public:
-    /// A burst of new mail is gathered this long so that it goes in one connection.
-    static constexpr std::chrono::milliseconds coalesce_new_mail{250};
+    /// A burst of new mail is gathered until it goes quiet for this long, so that it goes in
+    /// one connection...
+    static constexpr std::chrono::milliseconds coalesce_quiet{250};
+    /// ...but never longer than this after its first message: new mail leaves within 2 s of
+    /// its acceptance (the round itself needs the rest).
+    static constexpr std::chrono::milliseconds coalesce_limit{1000};
 
     /// has_default_route: the link state when the watcher starts (from the kernel's table).
     /// Starting counts as a link event for on_link only when the caller says so by a kick.
@@ -76,11 +81,27 @@ private:
     bool armed_ = false;  // on_link: a link-up event or kick happened and the link stayed up
     bool kicked_ = false; // one attempt now whatever the link says
     std::optional<clock::time_point> fresh_mail_at_; // first new mail since the last connect
+    std::optional<clock::time_point> last_mail_at_;  // latest new mail since the last connect
     std::uint32_t failures_ = 0;                     // consecutive unreachable probes
     std::optional<clock::time_point> probe_at_;      // unreachable: no connection before
     std::uint32_t deferrals_ = 0;                    // consecutive rounds that left mail
     std::optional<clock::time_point> retry_at_;      // deferred mail: next full attempt
     std::string last_failure_;
 };
+
+/// One route as plan_round sees it.
+struct route_to_plan {
+    const route_backoff* backoff = nullptr;
+    bool queue_has_mail = false; // queue/ may hold mail of this route
+};
+
+/// Several routes, each with its own backoff (issue 14): which connect now, and when to look
+/// again for the others. A route backing off never holds back another route's mail.
+struct round_plan {
+    std::vector<std::size_t> connect_now;     // indexes into the routes given
+    std::optional<clock::time_point> wake_at; // the earliest wait_until among the rest
+};
+[[nodiscard]] round_plan plan_round(const std::vector<route_to_plan>& routes,
+                                    clock::time_point now);
 
 } // namespace leafmail::watch

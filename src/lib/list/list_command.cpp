@@ -4,6 +4,7 @@
 #include "leafmail/exit_status.hpp"
 #include "leafmail/list/listing.hpp"
 #include "leafmail/list/queue_actions.hpp"
+#include "leafmail/list/status_report.hpp"
 #include "leafmail/privileges.hpp"
 #include "leafmail/routes.hpp"
 #include "leafmail/spool/queue_id.hpp"
@@ -121,10 +122,14 @@ program list_program()
               "  leafmail-list                      every entry, oldest first, and a summary\n"
               "  leafmail-list ID...                full envelope and message header of entries\n"
               "  leafmail-list --json [ID...]       the same as one JSON document\n"
+              "  leafmail-list --status [--json]    only the last flush and the watcher, per "
+              "route\n"
               "  leafmail-list --delete|--hold|--release|--requeue ID...\n";
     p.flags.add_options()(
         "json", po::bool_switch(),
         "print one JSON array instead of text (see leafmail-list(8) for the fields)")(
+        "status", po::bool_switch(),
+        "show only the spool-wide status: the last flush per route and the watcher's view")(
         "area", po::value<std::vector<std::string>>()->value_name("AREA"),
         "list only this area: queued, held, failed or corrupt; repeatable")(
         "delete", po::bool_switch(), "delete the entries named by ID... for good")(
@@ -166,18 +171,29 @@ int run_list(const program_context& context)
             areas.push_back(*area);
         }
     const bool json = parsed.flags["json"].as<bool>();
+    const bool status_only = parsed.flags["status"].as<bool>();
     if (action && json)
         throw po::error("--json lists; it does not go with --" + std::string(to_string(*action)));
+    if (action && status_only)
+        throw po::error("--status shows; it does not go with --" + std::string(to_string(*action)));
     const std::vector<std::string> ids = parsed.flags.count("id")
                                              ? parsed.flags["id"].as<std::vector<std::string>>()
                                              : std::vector<std::string>{};
+    if (status_only && (!ids.empty() || !areas.empty()))
+        throw po::error("--status shows the spool-wide status; it takes no ID and no --area");
 
     // Root works in the spool only as its owner (state files stay the owner's); a spool
     // owned by someone else than the configured user is a spool_owner_error (78).
     become_spool_owner(parsed.settings.spool, parsed.settings.receiver.user);
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
     if (!action && ids.empty() && spool::has_no_areas(parsed.settings.spool)) {
-        // Made (by mkdir or install) but never used: nothing is queued.
-        std::cout << (json ? "[]" : "spool is empty") << std::endl;
+        // Made (by mkdir or install) but never used: nothing is queued, nothing was flushed.
+        if (status_only && json)
+            write_status_json(std::cout, {});
+        else if (status_only)
+            write_status(std::cout, {}, now);
+        else
+            std::cout << (json ? "[]" : "spool is empty") << std::endl;
         return exit_status::ok;
     }
     spool::spool spool(parsed.settings.spool, false);
@@ -185,6 +201,15 @@ int run_list(const program_context& context)
         return run_actions(spool, *action, ids);
     if (!ids.empty())
         return show_entries(spool, ids, json, parsed.settings);
+    if (status_only) {
+        const status_report report = read_status(spool);
+        if (json)
+            write_status_json(std::cout, report);
+        else
+            write_status(std::cout, report, now);
+        std::cout.flush();
+        return std::cout ? exit_status::ok : exit_status::io_error;
+    }
     scan_options options;
     if (!areas.empty())
         options.areas = areas;
@@ -194,12 +219,18 @@ int run_list(const program_context& context)
         if (e.was_quarantined)
             std::cerr << "leafmail-list: warning: moved unreadable entry " << e.id
                       << " to corrupt/: " << text::escape_controls(e.problem) << "\n";
-    const auto now = static_cast<std::int64_t>(std::time(nullptr));
     std::ios::sync_with_stdio(false);
-    if (json)
+    if (json) {
         write_json(std::cout, entries, now);
-    else
+    } else {
+        // Why mail waits comes first (issue 11): the last flush and the watcher, once there
+        // is anything to say.
+        if (const status_report report = read_status(spool); has_news(report)) {
+            write_status(std::cout, report, now);
+            std::cout << "\n";
+        }
         write_listing(std::cout, entries, now);
+    }
     std::cout.flush();
     return std::cout ? exit_status::ok : exit_status::io_error;
 }

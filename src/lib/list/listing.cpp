@@ -61,8 +61,8 @@ std::string_view first_columns(std::string_view text, std::size_t width)
     return text;
 }
 
-// An address or a problem on one line of `width` columns, cut with "..." (the detail view
-// shows it whole).
+} // namespace
+
 std::string fit(std::string text, std::size_t width)
 {
     text = one_line(std::move(text));
@@ -71,10 +71,8 @@ std::string fit(std::string text, std::size_t width)
     return text;
 }
 
-// A reply wrapped at blanks into lines of `width` columns after `indent`, so that a long
-// reason (Postfix's "Recipient address rejected: ...") is read whole, not cut. A word longer
-// than a line is split. Bounded: the detail view and --json have the rest of a huge reply.
-std::string wrapped(std::string text, std::string_view indent, std::size_t width)
+std::string wrapped(std::string text, std::string_view indent, std::size_t width,
+                    std::string_view whole_elsewhere)
 {
     constexpr std::size_t max_lines = 12;
     text = one_line(std::move(text));
@@ -114,9 +112,11 @@ std::string wrapped(std::string text, std::string_view indent, std::size_t width
         flush_line();
     if (lines > max_lines)
         out += std::string(indent) + "... (" + std::to_string(lines - max_lines) +
-               " more lines: leafmail-list ID shows the whole reply)\n";
+               " more lines: " + std::string(whole_elsewhere) + ")\n";
     return out;
 }
+
+namespace {
 
 std::string plural(std::uint64_t n, std::string_view one, std::string_view many)
 {

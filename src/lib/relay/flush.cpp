@@ -89,19 +89,28 @@ route_plan plan_route(const config& settings, const std::string& name, bool verb
     return plan;
 }
 
-/// Relays one route's entries over its own connection(s), AUTH once per connection. Returns
-/// false when the route could not be used (its mail waits; the other routes go on).
-bool relay_route(route_plan& plan, queue_relay& source, const flush_options& options,
-                 flush_summary& summary, std::mutex& summary_mutex)
+std::string relay_name_of(const route_plan& plan)
 {
-    const std::string relay_name = plan.endpoint.host + ":" + std::to_string(plan.endpoint.port);
+    return plan.endpoint.host + ":" + std::to_string(plan.endpoint.port);
+}
+
+/// Relays one route's entries over its own connection(s), AUTH once per connection. Returns
+/// why the route could not be used (its mail waits, each entry it meant to send records the
+/// attempt; the other routes go on), or nullopt when it could.
+std::optional<std::string> relay_route(route_plan& plan, queue_relay& source,
+                                       const flush_options& options, flush_summary& summary,
+                                       std::mutex& summary_mutex)
+{
+    const std::string relay_name = relay_name_of(plan);
     // The secret is asked for only when the route has mail (a password manager may prompt).
     if (const auto why = fetch_command_secrets(plan.settings.relay, plan.client)) {
         log::warning(
             log::fields({{"event", "route-deferred"}, {"route", plan.name}, {"reason", *why}}));
-        return false;
+        source.record_unreached(*why);
+        return why;
     }
     bool usable = true;
+    std::string unusable_because; // guarded by summary_mutex
     auto connection_loop = [&] {
         while (source.has_work()) {
             net::relay_connection_result r =
@@ -124,6 +133,7 @@ bool relay_route(route_plan& plan, queue_relay& source, const flush_options& opt
                 std::lock_guard lock(summary_mutex);
                 summary.smarthost_unreachable = true;
                 usable = false;
+                unusable_because = why.empty() ? "connection failed" : why;
                 break;
             }
             if (r.authentication_required) {
@@ -138,6 +148,8 @@ bool relay_route(route_plan& plan, queue_relay& source, const flush_options& opt
                 summary.authentication_required = true;
                 summary.connection_failure = why;
                 usable = false;
+                unusable_because = why + " (the smarthost requires AUTH: set auth-user and "
+                                         "auth-password-file)";
                 break;
             }
             // A connection that failed before any message went out would fail again the same
@@ -145,6 +157,7 @@ bool relay_route(route_plan& plan, queue_relay& source, const flush_options& opt
             if (r.failure && r.messages_attempted == 0) {
                 std::lock_guard lock(summary_mutex);
                 usable = false;
+                unusable_because = why;
                 break;
             }
         }
@@ -170,7 +183,12 @@ bool relay_route(route_plan& plan, queue_relay& source, const flush_options& opt
     }
     if (failure)
         std::rethrow_exception(failure);
-    return usable;
+    if (usable)
+        return std::nullopt;
+    // Issue 11: a failure before MAIL is not hidden in the log; every entry the route meant
+    // to send says why it waits (leafmail-list shows it).
+    source.record_unreached(unusable_because);
+    return unusable_because;
 }
 
 // Entries still pending whose route was run: the deferred count when routes split the queue
@@ -191,6 +209,58 @@ std::size_t count_pending_on_routes(spool::spool& spool, const config& settings,
         }
     }
     return n;
+}
+
+spool::route_attempt attempt_of(const route_plan& plan, const queue_relay& source,
+                                const std::optional<std::string>& unusable, std::int64_t now)
+{
+    spool::route_attempt a;
+    a.route = plan.name;
+    a.smarthost = relay_name_of(plan);
+    a.at = now;
+    a.sent = source.sent();
+    a.failed = source.failed();
+    a.deferred = source.count_still_pending();
+    if (unusable) {
+        a.result = "failed";
+        a.reason = *unusable;
+    } else if (a.deferred > 0) {
+        a.result = "deferred";
+        a.reason = source.last_deferral();
+    } else {
+        a.result = "ok";
+    }
+    return a;
+}
+
+/// Writes flush.status (under the flush lock): this flush's routes replace their earlier
+/// attempts, routes it had no mail for keep theirs, routes no longer configured go. A status
+/// that cannot be written is logged; it never fails the flush, whose work is recorded.
+void record_status(spool::spool& spool, const config& settings, const flush_summary& summary,
+                   std::vector<spool::route_attempt> attempts, std::int64_t now)
+{
+    spool::flush_record record;
+    record.finished_at = now;
+    record.result = exit_status_of(summary) == exit_status::ok ? "ok" : "deferred";
+    record.summary = summary_line(summary);
+    const auto previous = spool.load_flush_status();
+    if (!previous.problem.empty())
+        log::warning(log::fields({{"event", "status-replaced"}, {"reason", previous.problem}}));
+    for (const auto& name : route_names(settings)) {
+        auto by_name = [&](const spool::route_attempt& a) { return a.route == name; };
+        if (auto it = std::find_if(attempts.begin(), attempts.end(), by_name); it != attempts.end())
+            record.routes.push_back(std::move(*it));
+        else if (previous.value)
+            if (auto old = std::find_if(previous.value->routes.begin(),
+                                        previous.value->routes.end(), by_name);
+                old != previous.value->routes.end())
+                record.routes.push_back(*old);
+    }
+    try {
+        spool.save_flush_status(record);
+    } catch (const std::exception& e) {
+        log::warning(log::fields({{"event", "status-not-written"}, {"error", e.what()}}));
+    }
 }
 
 } // namespace
@@ -246,10 +316,12 @@ flush_summary run_flush(const config& settings, const flush_options& options)
     std::mutex summary_mutex;
     bool expired = false;
     std::size_t pending_single = 0;
+    std::vector<spool::route_attempt> attempts; // the routes that had mail, in order
     for (auto& plan : plans) {
         queue_relay_options queue_options = queue_options_for(plan.settings, now);
         queue_options.due_only = options.due_only;
         queue_options.stop = options.stop;
+        queue_options.linger = options.linger;
         queue_options.random = watch::system_random_source();
         if (split)
             queue_options.takes = [&settings, name = plan.name](const spool::envelope& env) {
@@ -261,8 +333,12 @@ flush_summary run_flush(const config& settings, const flush_options& options)
             source.warn_delayed_entries();
             expired = true;
         }
-        if (source.has_work() && !relay_route(plan, source, options, summary, summary_mutex))
-            ++summary.routes_deferred;
+        if (source.has_work()) {
+            const auto unusable = relay_route(plan, source, options, summary, summary_mutex);
+            if (unusable)
+                ++summary.routes_deferred;
+            attempts.push_back(attempt_of(plan, source, unusable, now()));
+        }
         summary.sent += source.sent();
         summary.failed += source.failed();
         summary.bounces += source.bounces();
@@ -275,7 +351,9 @@ flush_summary run_flush(const config& settings, const flush_options& options)
             pending_single = source.count_still_pending();
     }
     summary.deferred = split ? count_pending_on_routes(spool, settings, routes) : pending_single;
-    return finish();
+    finish();
+    record_status(spool, settings, summary, std::move(attempts), now());
+    return summary;
 }
 
 namespace {

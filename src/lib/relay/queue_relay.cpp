@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <charconv>
 #include <system_error>
+#include <thread>
 
 namespace leafmail::relay {
 
@@ -24,6 +25,8 @@ namespace {
 
 // The original's header section copied into a notification is cut at this size.
 constexpr std::size_t max_bounced_headers = 64 * 1024;
+// While lingering for new mail, queue/ is listed this often.
+constexpr std::chrono::milliseconds linger_poll_interval{25};
 
 std::string_view to_string(smtp::delivery_status s)
 {
@@ -187,12 +190,23 @@ bool queue_relay::has_work()
 
 std::optional<net::relay_job> queue_relay::next()
 {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (is_stopping())
         return std::nullopt; // the message in flight finishes, no new one starts
     if (!ready_)
         ready_ = prepare();
-    if (!ready_)
+    // A burst still arriving (one fsync per message on a slow disk) goes on this connection
+    // rather than on a new one: look again for a moment before QUIT. Bounded in time.
+    const auto linger_until = std::chrono::steady_clock::now() + options_.linger;
+    while (!ready_ && options_.linger.count() > 0 && !is_stopping() &&
+           std::chrono::steady_clock::now() < linger_until) {
+        lock.unlock();
+        std::this_thread::sleep_for(linger_poll_interval);
+        lock.lock();
+        if (!ready_)
+            ready_ = prepare();
+    }
+    if (!ready_ || is_stopping())
         return std::nullopt;
     const std::uint64_t tag = next_tag_++;
     job j = std::move(*ready_);
@@ -232,6 +246,9 @@ void queue_relay::finished(const smtp::message_result& result)
     for (const auto& r : result.recipients) {
         if (r.status == smtp::delivery_status::unconfirmed)
             unconfirmed_ids_.insert(j.id);
+        if (r.status == smtp::delivery_status::deferred ||
+            r.status == smtp::delivery_status::unconfirmed)
+            last_deferral_ = r.why.to_string();
         log::info(log::fields({{"event", to_string(r.status)},
                                {"id", j.id},
                                {"to", "<" + r.address + ">"},
@@ -330,6 +347,48 @@ void queue_relay::warn_delayed_entries()
         bounce(id, *env, waiting, now, options_.remote_host, true);
         ++delay_notices_;
     }
+}
+
+std::size_t queue_relay::record_unreached(const std::string& reason)
+{
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = options_.now();
+    std::size_t recorded = 0;
+    // prepare() picks exactly what next() would have handed out (this route's, due, not
+    // expired, not locked by a tool), so only entries the flush meant to send count an
+    // attempt; each entry's lock is held while its state is written.
+    for (;;) {
+        std::optional<job> j = ready_ ? std::move(ready_) : prepare();
+        ready_.reset();
+        if (!j)
+            break;
+        for (auto& r : j->env.recipients) {
+            if (r.state != spool::recipient_state::pending)
+                continue;
+            ++r.attempts;
+            r.last_attempt_at = now;
+            r.last_reply = reason;
+        }
+        try {
+            if (j->has_room)
+                spool_.save_state(spool::area::queue, j->env, j->room);
+            else
+                spool_.save_state(spool::area::queue, j->env);
+        } catch (const std::system_error& e) {
+            // Only the record of a failed attempt is lost (nothing was sent): say so, stop.
+            log::warning(log::fields(
+                {{"event", "attempt-not-recorded"}, {"id", j->id}, {"error", e.what()}}));
+            break;
+        }
+        ++recorded;
+    }
+    return recorded;
+}
+
+std::string queue_relay::last_deferral() const
+{
+    std::lock_guard lock(mutex_);
+    return last_deferral_;
 }
 
 std::int64_t queue_relay::next_attempt_at() const

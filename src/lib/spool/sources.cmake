@@ -4,4 +4,5 @@ set(leafmail_spool_sources
   ${CMAKE_CURRENT_LIST_DIR}/journal.cpp
   ${CMAKE_CURRENT_LIST_DIR}/queue_id.cpp
   ${CMAKE_CURRENT_LIST_DIR}/spool.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/status.cpp
 )

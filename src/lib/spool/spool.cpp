@@ -1438,6 +1438,145 @@ int spool::watch_area(int inotify_fd, area where) const
     return wd;
 }
 
+// ------------------------------------------------------------------------------- status
+
+namespace {
+
+constexpr const char* flush_status_name = "flush.status";
+constexpr const char* watch_status_name = "watch.status";
+
+} // namespace
+
+void spool::write_status_file(const char* name, const std::string& text) const
+{
+    static std::atomic<unsigned> counter{0};
+    const std::string tmp_name = std::string(name) + "-" + std::to_string(::getpid()) + "-" +
+                                 std::to_string(counter.fetch_add(1));
+    const std::string tmp_label = root_.string() + "/tmp/" + tmp_name;
+    const std::string path = root_.string() + "/" + name;
+    {
+        fd_guard file{::openat(dirs_->tmp, tmp_name.c_str(),
+                               O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
+        if (file.fd < 0)
+            throw_errno(errno, "cannot create " + tmp_label);
+        try {
+            ::flock(file.fd, LOCK_EX); // recover() leaves files alone while a writer holds them
+            if (::fchmod(file.fd, file_mode) != 0)
+                throw_errno(errno, "cannot set the mode of " + tmp_label);
+            write_all(file.fd, text, tmp_label);
+            // The data reaches the disk before the name does: after a crash the status is
+            // the old one or the new one, never an empty file. The directory is not synced:
+            // a status lost to a power cut is written again by the next flush.
+            if (::fdatasync(file.fd) != 0)
+                throw_errno(errno, "cannot fsync " + tmp_label);
+        } catch (...) {
+            ::unlinkat(dirs_->tmp, tmp_name.c_str(), 0);
+            throw;
+        }
+    }
+    // renameat replaces whatever has the name, a symlink included, without following it.
+    if (::renameat(dirs_->tmp, tmp_name.c_str(), dirs_->root, name) != 0) {
+        const int error = errno;
+        ::unlinkat(dirs_->tmp, tmp_name.c_str(), 0);
+        throw_errno(error, "cannot rename " + tmp_label + " to " + path);
+    }
+}
+
+std::optional<std::string> spool::read_status_file(const char* name, std::string& problem) const
+{
+    const std::string path = root_.string() + "/" + name;
+    fd_guard file{::openat(dirs_->root, name, O_RDONLY | no_follow)};
+    if (file.fd < 0) {
+        if (errno == ENOENT)
+            return std::nullopt;
+        problem = path + ": " +
+                  (errno == ELOOP ? std::string("a symlink, not followed")
+                                  : "cannot open: " + std::string(std::strerror(errno)));
+        return std::nullopt;
+    }
+    struct stat st {};
+    if (::fstat(file.fd, &st) != 0) {
+        problem = path + ": cannot stat: " + std::strerror(errno);
+        return std::nullopt;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        problem = path + ": a " + kind_of(st.st_mode) + ", not a regular file";
+        return std::nullopt;
+    }
+    if (static_cast<std::uint64_t>(st.st_size) > max_status_size) {
+        problem = path + ": too large (" + std::to_string(st.st_size) + " octets, at most " +
+                  std::to_string(max_status_size) + ")";
+        return std::nullopt;
+    }
+    try {
+        // The size is read again, bounded, in case the file grew since fstat.
+        std::string text;
+        char block[4096];
+        for (;;) {
+            const ssize_t n = ::read(file.fd, block, sizeof block);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                throw_errno(errno, "cannot read " + path);
+            if (n == 0)
+                break;
+            text.append(block, static_cast<std::size_t>(n));
+            if (text.size() > max_status_size) {
+                problem = path + ": too large (grew while read)";
+                return std::nullopt;
+            }
+        }
+        return text;
+    } catch (const std::system_error& e) {
+        problem = e.what();
+        return std::nullopt;
+    }
+}
+
+void spool::save_flush_status(const flush_record& record) const
+{
+    write_status_file(flush_status_name, encode_flush_record(record));
+}
+
+void spool::save_watch_status(const watch_record& record) const
+{
+    write_status_file(watch_status_name, encode_watch_record(record));
+}
+
+namespace {
+
+template <class record, class decoder>
+status_read<record> decode_status(std::optional<std::string> text, std::string problem,
+                                  const std::string& path, decoder decode)
+{
+    if (!text)
+        return {std::nullopt, std::move(problem)};
+    auto result = decode(*text);
+    if (!result.problem.empty())
+        result.problem = path + ": " + result.problem;
+    return result;
+}
+
+} // namespace
+
+status_read<flush_record> spool::load_flush_status() const
+{
+    std::string problem;
+    auto text = read_status_file(flush_status_name, problem);
+    return decode_status<flush_record>(std::move(text), std::move(problem),
+                                       root_.string() + "/" + flush_status_name,
+                                       decode_flush_record);
+}
+
+status_read<watch_record> spool::load_watch_status() const
+{
+    std::string problem;
+    auto text = read_status_file(watch_status_name, problem);
+    return decode_status<watch_record>(std::move(text), std::move(problem),
+                                       root_.string() + "/" + watch_status_name,
+                                       decode_watch_record);
+}
+
 std::uint64_t spool::free_bytes() const
 {
     struct statvfs st {};

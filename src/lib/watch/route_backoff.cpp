@@ -74,11 +74,13 @@ void route_backoff::new_mail(clock::time_point now)
 {
     if (!fresh_mail_at_)
         fresh_mail_at_ = now;
+    last_mail_at_ = now;
 }
 
 void route_backoff::connecting(clock::time_point)
 {
     fresh_mail_at_.reset();
+    last_mail_at_.reset();
     kicked_ = false;
 }
 
@@ -118,8 +120,12 @@ decision route_backoff::decide(clock::time_point now, bool queue_has_mail) const
     if (kicked_)
         return {decision::kind::connect_now, {}};
     std::optional<clock::time_point> due;
-    if (fresh_mail_at_)
-        due = *fresh_mail_at_ + coalesce_new_mail;
+    if (fresh_mail_at_) {
+        // A burst whose messages come slower than one fsync apart (a slow disk, a script
+        // sending one by one) is still one burst: wait until it pauses, within the bound.
+        const auto quiet = (last_mail_at_ ? *last_mail_at_ : *fresh_mail_at_) + coalesce_quiet;
+        due = std::min(quiet, *fresh_mail_at_ + coalesce_limit);
+    }
     // Mail already queued goes when its retry time comes; none set means it was tried and
     // nothing was left deferred (what is queued is new and announced itself).
     if (queue_has_mail && retry_at_)
@@ -138,6 +144,19 @@ route_condition route_backoff::condition() const
     if (probe_at_)
         return route_condition::backing_off;
     return route_condition::ok;
+}
+
+round_plan plan_round(const std::vector<route_to_plan>& routes, clock::time_point now)
+{
+    round_plan plan;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+        const decision d = routes[i].backoff->decide(now, routes[i].queue_has_mail);
+        if (d.what == decision::kind::connect_now)
+            plan.connect_now.push_back(i);
+        else if (d.what == decision::kind::wait_until)
+            plan.wake_at = plan.wake_at ? std::min(*plan.wake_at, d.when) : d.when;
+    }
+    return plan;
 }
 
 } // namespace leafmail::watch

@@ -5,6 +5,7 @@
 #include "leafmail/privileges.hpp"
 #include "leafmail/relay/flush.hpp"
 #include "leafmail/relay/relay_settings.hpp"
+#include "leafmail/routes.hpp"
 #include "leafmail/spool/queue_id.hpp"
 #include "leafmail/spool/spool.hpp"
 #include "leafmail/watch/netlink.hpp"
@@ -49,11 +50,17 @@ std::string wall_clock_text(clock::time_point when)
     return text;
 }
 
-/// Names in one inotify read that are committed entries (queue ids; not state files, not
-/// temporaries), or true for an overflow, when events were lost and anything may be new.
-bool has_new_entry(const std::uint8_t* data, std::size_t size)
+/// What one inotify read announced: committed entries (queue ids; not state files, not
+/// temporaries), or an overflow, when events were lost and anything may be new.
+struct queue_news {
+    std::vector<std::string> ids;
+    bool overflow = false;
+    [[nodiscard]] bool is_empty() const { return ids.empty() && !overflow; }
+};
+
+queue_news new_entries(const std::uint8_t* data, std::size_t size)
 {
-    bool found = false;
+    queue_news news;
     std::size_t offset = 0;
     while (size - offset >= sizeof(inotify_event)) {
         inotify_event event{};
@@ -62,15 +69,52 @@ bool has_new_entry(const std::uint8_t* data, std::size_t size)
         if (total > size - offset)
             break;
         if (event.mask & IN_Q_OVERFLOW)
-            found = true;
+            news.overflow = true;
         const char* name = reinterpret_cast<const char*>(data + offset + sizeof event);
-        if (event.len > 0 &&
-            spool::is_valid_queue_id(std::string_view(name, ::strnlen(name, event.len))))
-            found = true;
+        const std::string_view id(name, event.len > 0 ? ::strnlen(name, event.len) : 0);
+        if (!id.empty() && spool::is_valid_queue_id(id))
+            news.ids.emplace_back(id);
         offset += total;
     }
-    return found;
+    return news;
 }
+
+std::int64_t unix_now()
+{
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+/// A steady-clock time as Unix seconds (rounded up: "not before").
+std::int64_t unix_time_of(clock::time_point when)
+{
+    const auto ahead = std::chrono::ceil<std::chrono::seconds>(when - clock::now());
+    return unix_now() + std::max<std::int64_t>(0, ahead.count());
+}
+
+// A watcher's round keeps its connection open this long for mail still arriving (a burst on
+// a slow disk), so that the burst goes on it instead of on a second connection.
+constexpr std::chrono::milliseconds round_linger{300};
+
+/// One route as the watcher follows it: its own backoff, so that an unreachable smarthost
+/// is probed on its schedule while the other routes' mail goes at once (issue 14).
+struct route_state {
+    route_state(std::string route_name, std::string relay_name, route_backoff initial)
+        : name(std::move(route_name)), relay(std::move(relay_name)), backoff(std::move(initial))
+    {
+    }
+    std::string name;  // "default" or a [route NAME]
+    std::string relay; // its smarthost as configured, for logs
+    route_backoff backoff;
+    bool queue_has_mail = false;  // queue/ may hold mail of this route
+    bool send_everything = false; // the next round ignores the entries' schedule
+    // What was last logged and written to watch.status: one line per change of state.
+    std::optional<route_condition> shown_condition;
+    std::string shown_failure;
+    std::int64_t shown_until = 0;
+    std::int64_t since = 0; // Unix seconds the shown condition began
+};
 
 class watcher {
 public:
@@ -92,7 +136,7 @@ public:
         start_kick_listener();
         start_queue_watch();
         start_netlink();
-        queue_has_mail_ = !spool_.list(spool::area::queue).empty();
+        queue_had_mail_ = !spool_.list(spool::area::queue).empty();
         log::info(log::fields({{"event", "watching"},
                                {"auto-connect", to_string(settings_.relay.auto_connect)},
                                {"relay", settings_.relay.smarthost}}));
@@ -128,7 +172,7 @@ private:
         }
         dump_timer_.expires_after(netlink_dump_timeout);
         dump_timer_.async_wait([this](const boost::system::error_code& ec) {
-            if (!ec && !backoff_) {
+            if (!ec && !deciding_) {
                 log::warning(log::fields({{"event", "route-dump-timeout"}}));
                 start_deciding(link_.has_default_route());
             }
@@ -181,12 +225,12 @@ private:
         const auto now = clock::now();
         for (const auto& event : parse_netlink(datagram)) {
             if (event.what == netlink_event::kind::dump_done) {
-                if (!backoff_)
+                if (!deciding_)
                     start_deciding(link_.has_default_route());
                 continue;
             }
             const auto change = link_.apply(event);
-            if (!backoff_)
+            if (!deciding_)
                 continue; // still reading the table we started with: no event yet
             if (change == link_state::change::link_up) {
                 log::info(
@@ -194,11 +238,15 @@ private:
                                  {"reason", event.what == netlink_event::kind::global_address_added
                                                 ? "new global address"
                                                 : "new default route"}}));
-                backoff_->link_up(now);
-                send_everything_ = true;
+                // Whatever failed may work on the new link: every route starts over.
+                for (auto& r : routes_) {
+                    r.backoff.link_up(now);
+                    r.send_everything = true;
+                }
             } else if (change == link_state::change::link_down) {
                 log::info(log::fields({{"event", "link-down"}, {"reason", "no default route"}}));
-                backoff_->link_down(now);
+                for (auto& r : routes_)
+                    r.backoff.link_down(now);
             }
         }
         evaluate();
@@ -206,8 +254,16 @@ private:
 
     void start_deciding(bool has_default_route)
     {
-        backoff_.emplace(retry_policy{settings_.relay.retry_min, settings_.relay.retry_max},
-                         settings_.relay.auto_connect, has_default_route, system_random_source());
+        // retry-min, retry-max and auto-connect are the watcher's (top-level keys), the same
+        // for every route; each route keeps its own count of failures.
+        const retry_policy policy{settings_.relay.retry_min, settings_.relay.retry_max};
+        for (const auto& name : relay::route_names(settings_)) {
+            routes_.emplace_back(name, relay_of_route(settings_, name)->smarthost,
+                                 route_backoff(policy, settings_.relay.auto_connect,
+                                               has_default_route, system_random_source()));
+            routes_.back().queue_has_mail = queue_had_mail_;
+        }
+        deciding_ = true;
         log::info(log::fields({{"event", has_default_route ? "link-up" : "link-down"},
                                {"reason", has_default_route ? "default route present at start"
                                                             : "no default route at start"}}));
@@ -237,16 +293,44 @@ private:
                     fail(std::make_exception_ptr(boost::system::system_error(ec, "inotify read")));
                     return;
                 }
-                if (has_new_entry(inotify_buffer_.data(), n)) {
-                    queue_has_mail_ = true;
-                    if (backoff_)
-                        backoff_->new_mail(clock::now());
+                const queue_news news = new_entries(inotify_buffer_.data(), n);
+                if (!news.is_empty()) {
+                    if (deciding_)
+                        announce_mail(news, clock::now());
                     else
-                        early_mail_ = true;
+                        queue_had_mail_ = true; // counted when deciding starts
                     evaluate();
                 }
                 read_queue_events();
             });
+    }
+
+    /// New mail wakes only its own route (found from its sender, as the flush finds it), so
+    /// that a route backing off does not hold back or prompt anything else.
+    void announce_mail(const queue_news& news, clock::time_point now)
+    {
+        std::vector<bool> woken(routes_.size(), routes_.size() == 1 || news.overflow);
+        for (const auto& id : news.ids) {
+            if (routes_.size() == 1)
+                break;
+            try {
+                const auto env = spool_.load(spool::area::queue, id);
+                if (!env)
+                    continue; // gone already (a flush beside us sent it)
+                const std::string name = route_name_for_sender(settings_, env->reverse_path);
+                for (std::size_t i = 0; i < routes_.size(); ++i)
+                    if (routes_[i].name == name)
+                        woken[i] = true;
+            } catch (const std::exception&) {
+                // Unreadable now: any route may own it; the flush sorts it out.
+                std::fill(woken.begin(), woken.end(), true);
+            }
+        }
+        for (std::size_t i = 0; i < routes_.size(); ++i)
+            if (woken[i]) {
+                routes_[i].queue_has_mail = true;
+                routes_[i].backoff.new_mail(now);
+            }
     }
 
     // --- kicks ---
@@ -265,11 +349,10 @@ private:
                     return;
                 if (!ec) {
                     log::info(log::fields({{"event", "kick"}}));
-                    if (backoff_)
-                        backoff_->kick(clock::now());
+                    if (deciding_)
+                        kick_all(clock::now());
                     else
                         early_kick_ = true;
-                    send_everything_ = true;
                     // The answer is all the peer gets; nothing it sends is read.
                     boost::system::error_code ignored;
                     asio::write(peer, asio::buffer("ok\n", 3), ignored);
@@ -281,97 +364,128 @@ private:
 
     // --- deciding and relaying ---
 
-    void evaluate()
+    void kick_all(clock::time_point now)
     {
-        if (!backoff_ || stopping_)
-            return;
-        const auto now = clock::now();
-        if (early_mail_ || early_kick_) {
-            if (early_mail_)
-                backoff_->new_mail(now);
-            if (early_kick_)
-                backoff_->kick(now);
-            early_mail_ = early_kick_ = false;
-        }
-        log_condition();
-        if (round_running_)
-            return; // decided again when the round ends
-        const decision d = backoff_->decide(now, queue_has_mail_);
-        switch (d.what) {
-        case decision::kind::connect_now:
-            timer_.cancel();
-            start_round(now);
-            break;
-        case decision::kind::wait_until:
-            timer_.expires_at(d.when);
-            timer_.async_wait([this](const boost::system::error_code& ec) {
-                if (!ec)
-                    evaluate();
-            });
-            break;
-        case decision::kind::idle:
-        case decision::kind::paused:
-            timer_.cancel();
-            break;
+        for (auto& r : routes_) {
+            r.backoff.kick(now);
+            r.send_everything = true;
         }
     }
 
-    struct round_result {
+    void evaluate()
+    {
+        if (!deciding_ || stopping_)
+            return;
+        const auto now = clock::now();
+        if (early_kick_) {
+            kick_all(now);
+            early_kick_ = false;
+        }
+        show_conditions();
+        if (round_running_)
+            return; // decided again when the round ends
+        std::vector<route_to_plan> routes;
+        for (const auto& r : routes_)
+            routes.push_back({&r.backoff, r.queue_has_mail});
+        const round_plan plan = plan_round(routes, now);
+        if (!plan.connect_now.empty()) {
+            timer_.cancel();
+            start_round(plan.connect_now, now);
+            return;
+        }
+        if (!plan.wake_at) {
+            timer_.cancel();
+            return;
+        }
+        timer_.expires_at(*plan.wake_at);
+        timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (!ec)
+                evaluate();
+        });
+    }
+
+    struct route_round {
+        std::size_t route = 0; // index into routes_
+        bool due_only = true;
+        bool ran = false;
         relay::flush_summary summary;
         std::exception_ptr error;
     };
 
-    void start_round(clock::time_point now)
+    void start_round(const std::vector<std::size_t>& due, clock::time_point now)
     {
-        backoff_->connecting(now);
+        auto rounds = std::make_shared<std::vector<route_round>>();
+        for (std::size_t i : due) {
+            routes_[i].backoff.connecting(now);
+            // Entries keep their schedule, except after a link-up or a kick: then every wait
+            // ends and everything pending goes.
+            rounds->push_back({i, !routes_[i].send_everything, false, {}, nullptr});
+            routes_[i].send_everything = false;
+        }
         round_running_ = true;
-        // Entries keep their schedule, except after a link-up or a kick: then every wait
-        // ends and everything pending goes.
-        relay::flush_options round_options = flush_options_;
-        round_options.due_only = !send_everything_;
-        send_everything_ = false;
-        round_thread_ = std::thread([this, round_options] {
-            auto result = std::make_shared<round_result>();
-            try {
-                result->summary = relay::run_flush(settings_, round_options);
-            } catch (...) {
-                result->error = std::current_exception();
+        std::vector<std::string> names;
+        for (const auto& r : *rounds)
+            names.push_back(routes_[r.route].name);
+        // One route after the other under the flush lock, each with its own connection; a
+        // route that cannot connect fails fast (refused) or within its connect timeout.
+        round_thread_ = std::thread([this, rounds, names] {
+            for (std::size_t k = 0; k < rounds->size() && !stop_; ++k) {
+                auto& r = (*rounds)[k];
+                relay::flush_options round_options = flush_options_;
+                round_options.route = names[k];
+                round_options.due_only = r.due_only;
+                round_options.linger = round_linger;
+                r.ran = true;
+                try {
+                    r.summary = relay::run_flush(settings_, round_options);
+                } catch (...) {
+                    r.error = std::current_exception();
+                }
             }
-            asio::post(io_, [this, result] { round_finished(*result); });
+            asio::post(io_, [this, rounds] { round_finished(*rounds); });
         });
     }
 
-    void round_finished(const round_result& result)
+    void round_finished(const std::vector<route_round>& rounds)
     {
         round_thread_.join();
         round_running_ = false;
         const auto now = clock::now();
-        if (result.error) {
-            try {
-                std::rethrow_exception(result.error);
-            } catch (const config_error&) {
-                fail(result.error);
-                return;
-            } catch (const std::exception& e) {
-                // The spool or the disk: log, and try again on the schedule.
-                log::error(log::fields({{"event", "round-failed"}, {"error", e.what()}}));
-                backoff_->connect_failed(now, e.what());
+        for (const auto& round : rounds) {
+            route_state& route = routes_[round.route];
+            if (!round.ran) {
+                route.backoff.new_mail(now); // stopped before its turn: still to do
+                continue;
             }
-        } else {
-            const auto& s = result.summary;
+            if (round.error) {
+                try {
+                    std::rethrow_exception(round.error);
+                } catch (const config_error&) {
+                    fail(round.error);
+                    return;
+                } catch (const std::exception& e) {
+                    // The spool or the disk: log, and try again on the schedule.
+                    log::error(log::fields(
+                        {{"event", "round-failed"}, {"route", route.name}, {"error", e.what()}}));
+                    route.backoff.connect_failed(now, e.what());
+                }
+                continue;
+            }
+            const auto& s = round.summary;
             if (s.lock_busy) {
                 // A one-shot flush runs beside us: it sends what is there. Look again soon.
-                backoff_->new_mail(now);
+                route.backoff.new_mail(now);
             } else if (!s.connection_failure.empty() && s.sent == 0) {
-                backoff_->connect_failed(now, s.connection_failure);
+                route.backoff.connect_failed(now, s.connection_failure);
             } else {
-                backoff_->reached(now, mail_due_at(s, now));
+                route.backoff.reached(now, mail_due_at(s, now));
             }
             // Mail that arrived during the round was announced by inotify and is fresh mail
             // for route_backoff; what is left over is what the round deferred.
-            queue_has_mail_ = s.deferred > 0 || s.lock_busy;
+            route.queue_has_mail = s.deferred > 0 || s.lock_busy;
             if (s.sent + s.failed > 0)
                 log::info(log::fields({{"event", "relayed"},
+                                       {"route", route.name},
                                        {"sent", std::to_string(s.sent)},
                                        {"deferred", std::to_string(s.deferred)},
                                        {"failed", std::to_string(s.failed)}}));
@@ -391,40 +505,75 @@ private:
             return std::nullopt;
         if (s.next_attempt_at == 0) // left for another reason (locked by a tool): look again
             return now + settings_.relay.retry_min;
-        const auto unix_now = std::chrono::duration_cast<std::chrono::seconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count();
-        return now + std::chrono::seconds(std::max<std::int64_t>(0, s.next_attempt_at - unix_now));
+        return now +
+               std::chrono::seconds(std::max<std::int64_t>(0, s.next_attempt_at - unix_now()));
     }
 
-    void log_condition()
+    /// Logs each route's change of state (one line per change, not per probe: a new failure
+    /// reason is a change, a longer wait after the same reason is not) and rewrites
+    /// watch.status when anything `leafmail-list --status` shows changed, the time of the
+    /// next probe included.
+    void show_conditions()
     {
-        const route_condition now_condition = backoff_->condition();
-        // One line per change of state, not per probe: a new failure reason is a change, a
-        // longer wait after the same reason is not.
-        if (last_condition_ && *last_condition_ == now_condition &&
-            backoff_->last_failure() == last_failure_)
-            return;
-        std::string until;
-        if (const auto at = backoff_->backing_off_until())
-            until = wall_clock_text(*at);
-        switch (now_condition) {
+        bool changed = shown_link_ != link_.has_default_route();
+        shown_link_ = link_.has_default_route();
+        for (auto& r : routes_) {
+            const route_condition condition = r.backoff.condition();
+            const auto at = r.backoff.backing_off_until();
+            const std::int64_t until =
+                condition == route_condition::backing_off && at ? unix_time_of(*at) : 0;
+            const bool is_new_state = !r.shown_condition || *r.shown_condition != condition ||
+                                      r.backoff.last_failure() != r.shown_failure;
+            if (!is_new_state && until == r.shown_until)
+                continue;
+            changed = true;
+            r.shown_until = until;
+            if (!is_new_state)
+                continue; // only the next probe moved: the status says so, the log need not
+            if (!r.shown_condition || *r.shown_condition != condition)
+                r.since = unix_now();
+            r.shown_condition = condition;
+            r.shown_failure = r.backoff.last_failure();
+            log_condition(r, at);
+        }
+        if (changed)
+            write_status();
+    }
+
+    void log_condition(const route_state& r, std::optional<clock::time_point> until)
+    {
+        switch (*r.shown_condition) {
         case route_condition::ok:
-            log::info(log::fields({{"event", "route-ok"}, {"relay", settings_.relay.smarthost}}));
+            log::info(log::fields({{"event", "route-ok"}, {"route", r.name}, {"relay", r.relay}}));
             break;
         case route_condition::backing_off:
             log::info(log::fields({{"event", "route-backing-off"},
-                                   {"relay", settings_.relay.smarthost},
-                                   {"until", until},
-                                   {"reason", backoff_->last_failure()}}));
+                                   {"route", r.name},
+                                   {"relay", r.relay},
+                                   {"until", until ? wall_clock_text(*until) : std::string()},
+                                   {"reason", r.backoff.last_failure()}}));
             break;
         case route_condition::waiting_for_link:
             log::info(log::fields(
-                {{"event", "route-waiting-for-link"}, {"relay", settings_.relay.smarthost}}));
+                {{"event", "route-waiting-for-link"}, {"route", r.name}, {"relay", r.relay}}));
             break;
         }
-        last_condition_ = now_condition;
-        last_failure_ = backoff_->last_failure();
+    }
+
+    void write_status()
+    {
+        spool::watch_record record;
+        record.updated_at = unix_now();
+        record.has_link = link_.has_default_route();
+        for (const auto& r : routes_)
+            record.routes.push_back({r.name, std::string(to_string(*r.shown_condition)), r.since,
+                                     r.shown_until, r.shown_failure});
+        try {
+            spool_.save_watch_status(record);
+        } catch (const std::exception& e) {
+            // The relaying goes on; only `leafmail-list --status` is behind.
+            log::warning(log::fields({{"event", "status-not-written"}, {"error", e.what()}}));
+        }
     }
 
     // --- ending ---
@@ -479,13 +628,11 @@ private:
     asio::steady_timer timer_{io_};
 
     link_state link_;
-    std::optional<route_backoff> backoff_; // from the moment the route table is known
-    bool early_mail_ = false;              // events before that moment
-    bool early_kick_ = false;
-    bool queue_has_mail_ = false;
-    bool send_everything_ = false; // the next round ignores the entries' schedule
-    std::optional<route_condition> last_condition_;
-    std::string last_failure_;
+    std::vector<route_state> routes_; // from the moment the route table is known
+    bool deciding_ = false;
+    bool queue_had_mail_ = false; // mail before that moment (or at start)
+    bool early_kick_ = false;     // a kick before that moment
+    std::optional<bool> shown_link_;
 
     std::thread round_thread_;
     bool round_running_ = false;
