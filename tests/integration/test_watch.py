@@ -83,6 +83,17 @@ def kick(spool, workdir):
                           capture_output=True, timeout=30)
 
 
+def list_entries(spool, workdir):
+    """leafmail-list --json of the spool: its entries."""
+    config = os.path.join(workdir, "list.conf")
+    open(config, "a").close()
+    result = subprocess.run([LEAFMAIL_LIST, "--config", config, "--spool", spool, "--json"],
+                            capture_output=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError("leafmail-list --json failed: %r" % result.stderr)
+    return json.loads(result.stdout)
+
+
 def list_status(spool, workdir, *args):
     """leafmail-list --status [args] of the spool, as text."""
     config = os.path.join(workdir, "list.conf")
@@ -231,6 +242,11 @@ class UnreachableSmarthost(WatchTestCase):
         self.assertIn("watcher: running", status)
         self.assertRegex(status, r"  route default: backing off until \d\d:\d\d:\d\d"
                                  r"( |\n    )\([45]\d\d .+\)\n")
+        # The entry says why it waits, but the probes are not attempts to send it (issue 14).
+        [entry] = list_entries(self.spool, self.workdir)
+        self.assertEqual(entry["recipients"][0]["attempts"], 0, entry)
+        self.assertIsNotNone(entry["recipients"][0]["last_attempt_at"], entry)
+        self.assertRegex(entry["recipients"][0]["last_reply"], r"^[45]\d\d ", entry)
         back = time.monotonic()
         server.start()
         self.assertTrue(server.wait_for_messages(1, timeout=5), w.log_text())

@@ -416,3 +416,18 @@ TEST_CASE("without new mail a lingering relay gives up after its linger")
     CHECK(waited >= std::chrono::milliseconds(150));
     CHECK(waited < std::chrono::milliseconds(1000));
 }
+
+TEST_CASE("a watcher probe that fails before MAIL records why but counts no attempt")
+{
+    fixture f;
+    const std::string id = f.queue({"bob@example.net"});
+    queue_relay relay(f.spool, f.options());
+    REQUIRE(relay.has_work());
+    const std::string why = "451 4.4.1 cannot connect to smarthost.test:587: Connection refused";
+    CHECK(relay.record_unreached(why, false) == 1);
+    const auto env = f.spool.load(area::queue, id);
+    REQUIRE(env);
+    CHECK(env->recipients[0].attempts == 0);
+    CHECK(env->recipients[0].last_attempt_at == f.now);
+    CHECK(env->recipients[0].last_reply == why);
+}

@@ -34,6 +34,10 @@ struct flush_options {
     /// A connection with nothing left to send waits this long for new entries before QUIT
     /// (the watcher: a burst still arriving goes on the same connection); 0: no wait.
     std::chrono::milliseconds linger{0};
+    /// A failure before MAIL adds one to each meant entry's attempt counter (a one-shot flush
+    /// is someone asking to send now). The watcher records the time and the reason only: its
+    /// probes of an unreachable route are not attempts to send (issue 14), however many.
+    bool count_unreached_attempts = true;
 };
 
 struct flush_summary {

@@ -82,10 +82,10 @@ public:
 
     /// The smarthost could not be used before any message went (connection or TLS refused,
     /// a 421 greeting, AUTH refused): records the attempt on every entry this relay still
-    /// meant to send (attempts, last_attempt_at, last_reply = reason) without changing its
-    /// schedule (the watcher's probes follow the route's backoff), and hands out nothing
-    /// more. Returns how many entries it recorded.
-    std::size_t record_unreached(const std::string& reason);
+    /// meant to send (last_attempt_at, last_reply = reason, and attempts + 1 when
+    /// count_attempt) without changing its schedule (the watcher's probes follow the route's
+    /// backoff), and hands out nothing more. Returns how many entries it recorded.
+    std::size_t record_unreached(const std::string& reason, bool count_attempt = true);
 
     /// The last reply that left a recipient pending (deferred or unconfirmed), one line;
     /// empty when none did.

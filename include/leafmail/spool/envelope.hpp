@@ -16,7 +16,7 @@ enum class recipient_state : std::int32_t { pending = 0, delivered = 1, failed =
 struct recipient {
     std::string address; // without angle brackets
     recipient_state state = recipient_state::pending;
-    std::uint32_t attempts = 0;       // relay attempts that reached this recipient
+    std::uint32_t attempts = 0;       // relay attempts (spool-format/README.md says which count)
     std::int64_t last_attempt_at = 0; // Unix seconds, 0 = never tried
     std::string last_reply;           // smarthost's last reply, one line
     // Recipient class version 2 (envelope format 3):

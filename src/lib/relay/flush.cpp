@@ -106,7 +106,7 @@ std::optional<std::string> relay_route(route_plan& plan, queue_relay& source,
     if (const auto why = fetch_command_secrets(plan.settings.relay, plan.client)) {
         log::warning(
             log::fields({{"event", "route-deferred"}, {"route", plan.name}, {"reason", *why}}));
-        source.record_unreached(*why);
+        source.record_unreached(*why, options.count_unreached_attempts);
         return why;
     }
     bool usable = true;
@@ -187,7 +187,7 @@ std::optional<std::string> relay_route(route_plan& plan, queue_relay& source,
         return std::nullopt;
     // Issue 11: a failure before MAIL is not hidden in the log; every entry the route meant
     // to send says why it waits (leafmail-list shows it).
-    source.record_unreached(unusable_because);
+    source.record_unreached(unusable_because, options.count_unreached_attempts);
     return unusable_because;
 }
 

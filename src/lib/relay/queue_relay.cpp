@@ -349,7 +349,7 @@ void queue_relay::warn_delayed_entries()
     }
 }
 
-std::size_t queue_relay::record_unreached(const std::string& reason)
+std::size_t queue_relay::record_unreached(const std::string& reason, bool count_attempt)
 {
     std::lock_guard lock(mutex_);
     const std::int64_t now = options_.now();
@@ -365,7 +365,8 @@ std::size_t queue_relay::record_unreached(const std::string& reason)
         for (auto& r : j->env.recipients) {
             if (r.state != spool::recipient_state::pending)
                 continue;
-            ++r.attempts;
+            if (count_attempt)
+                ++r.attempts;
             r.last_attempt_at = now;
             r.last_reply = reason;
         }

@@ -125,6 +125,7 @@ public:
         flush_options_.verbose = options.verbose;
         flush_options_.stop = &stop_;
         flush_options_.log_each_connection = false;
+        flush_options_.count_unreached_attempts = false;
     }
 
     void run()
