@@ -17,24 +17,12 @@
 using namespace leafmail::spool;
 namespace jf = leafmail::spool::journal_format;
 namespace fs = std::filesystem;
+using leafmail::test::file_bytes;
+using leafmail::test::write_file;
 
 namespace {
 
 const fs::path golden_journal = fs::path(LEAFMAIL_SPOOL_FORMAT_DIR) / "journal";
-
-std::string file_bytes(const fs::path& p)
-{
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-void write_file(const fs::path& p, std::string_view bytes)
-{
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out << bytes;
-}
 
 envelope envelope_for(const std::string& id, std::size_t content_size)
 {

@@ -10,20 +10,14 @@
 
 using namespace leafmail::spool;
 namespace fs = std::filesystem;
+using leafmail::test::file_bytes;
+using leafmail::test::write_file;
 
 namespace {
 
 const fs::path golden_v1 = fs::path(LEAFMAIL_SPOOL_FORMAT_DIR) / "v1";
 constexpr const char* fresh_smtp_entry = "000660dd5b269cdc-000022dd-0000";
 constexpr const char* bounce_with_state = "000660dd5b26a071-000022dd-0001";
-
-std::string file_bytes(const fs::path& p)
-{
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
 
 // A spool whose queue holds copies of the golden files (tests never touch the originals).
 struct golden_spool {

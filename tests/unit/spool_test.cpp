@@ -16,6 +16,8 @@
 
 using namespace leafmail::spool;
 namespace fs = std::filesystem;
+using leafmail::test::file_bytes;
+using leafmail::test::write_file;
 
 namespace {
 
@@ -47,20 +49,6 @@ std::string read_all(content_reader reader)
     for (std::string chunk = reader.read(7); !chunk.empty(); chunk = reader.read(7))
         out += chunk;
     return out;
-}
-
-std::string file_bytes(const fs::path& p)
-{
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-void write_file(const fs::path& p, std::string_view bytes)
-{
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out << bytes;
 }
 
 std::size_t count_files(const fs::path& dir)

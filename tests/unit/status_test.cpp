@@ -12,6 +12,8 @@
 
 using namespace leafmail::spool;
 namespace fs = std::filesystem;
+using leafmail::test::file_bytes;
+using leafmail::test::write_file;
 
 namespace {
 
@@ -36,11 +38,6 @@ watch_record sample_watch()
     w.routes.push_back({"work", "backing-off", 1764600000, 1764600060, "connection refused"});
     w.routes.push_back({"default", "ok", 1764599000, 0, ""});
     return w;
-}
-
-void write_file(const fs::path& path, const std::string& text)
-{
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
 }
 
 } // namespace

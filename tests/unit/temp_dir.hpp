@@ -1,8 +1,12 @@
 #pragma once
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+// A fresh directory under the system temp dir, removed with everything in it at scope exit,
+// and the two whole-file helpers the tests use in it.
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
+#include <string_view>
 
 namespace leafmail::test {
 
@@ -27,5 +31,21 @@ public:
 private:
     std::filesystem::path path_;
 };
+
+/// A whole file's bytes ("" when it cannot be read).
+inline std::string file_bytes(const std::filesystem::path& p)
+{
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+/// Replaces the file's bytes, creating it when missing.
+inline void write_file(const std::filesystem::path& p, std::string_view bytes)
+{
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out << bytes;
+}
 
 } // namespace leafmail::test
