@@ -102,7 +102,9 @@ TEST_CASE("journal records round-trip through a segment image")
     const std::string image =
         jf::encode_record(7, a, "first entry") + jf::encode_record(8, b, std::string("\0\r\n", 3));
     CHECK(jf::encode_record(7, a, "x").size() == jf::record_size(1));
-    const auto records = jf::read_segment(image + std::string(100, '\0'));
+    // The records are views into the image they were read from: it must outlive them.
+    const std::string segment = image + std::string(100, '\0');
+    const auto records = jf::read_segment(segment);
     REQUIRE(records.size() == 2);
     CHECK(records[0].sequence == 7);
     CHECK(records[0].offset == 0);

@@ -400,8 +400,10 @@ std::vector<journal_record_location> journal::records_after_checkpoint()
                 header.size() == jf::header_size ? get_le(header, 16, 4) : 0;
             if (length < jf::id_size || length > size - offset - jf::header_size)
                 break;
-            const auto records = jf::read_segment(
-                header + pread_all(fd, offset + jf::header_size, static_cast<std::size_t>(length)));
+            // read_segment's records are views into this image: it outlives them.
+            const std::string image =
+                header + pread_all(fd, offset + jf::header_size, static_cast<std::size_t>(length));
+            const auto records = jf::read_segment(image);
             if (records.size() != 1 || (previous && records[0].sequence != *previous + 1))
                 break;
             const std::uint64_t sequence = records[0].sequence;
