@@ -23,8 +23,8 @@
 
 // A new field is appended behind `if (version >= N)` together with a BOOST_CLASS_VERSION bump,
 // a golden file in spool-format/ and a row in its version table. A new recipient version also
-// bumps the envelope's: a leafmail 0.2 reader checks only that a recipient's version is at most
-// 2, so it would misread a newer recipient; it does refuse an envelope newer than it knows.
+// bumps the envelope's: a leafmail that reads at most format 2 checked only that a recipient's
+// version is at most 2, so it would misread a newer recipient; it does refuse a newer envelope.
 BOOST_CLASS_VERSION(leafmail::spool::recipient, leafmail::spool::recipient_format_version)
 BOOST_CLASS_VERSION(leafmail::spool::envelope, leafmail::spool::envelope_format_version)
 // Envelopes are values, never shared through pointers: no object tracking in the archive.
