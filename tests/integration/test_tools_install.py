@@ -181,8 +181,9 @@ class ContribTest(unittest.TestCase):
         result = subprocess.run(["sh", "-n", "-c", match.group(3)], capture_output=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
 
-    def run_link_script(self, script, args, bin_dir, path):
-        """A contrib script with fake systemctl, runuser, logger on PATH, recording their calls."""
+    def run_link_script(self, script, args, bin_dir, path, expect=""):
+        """A contrib script with fake systemctl, runuser, logger on PATH, recording their calls.
+        expect: a call the script may make in the background; waited for (bounded)."""
         calls = os.path.join(bin_dir, "calls")
         for tool in ("systemctl", "runuser", "logger"):
             with open(os.path.join(bin_dir, tool), "w") as f:
@@ -190,10 +191,14 @@ class ContribTest(unittest.TestCase):
             os.chmod(os.path.join(bin_dir, tool), 0o755)
         result = subprocess.run(["sh", os.path.join(CONTRIB, script)] + args, capture_output=True, timeout=60,
                                 env={"PATH": path}, stdin=subprocess.DEVNULL)
-        # The script may have started a background job: give it a moment to record itself.
-        wait_until(lambda: os.path.exists(calls), timeout=5)
-        with open(calls) if os.path.exists(calls) else open(os.devnull) as f:
-            return result, f.read()
+        # The script may have started a background job: give it time to record itself. The
+        # calls file exists from the moment the shell opens it, before its line is written, so
+        # wait for the line itself (on a loaded machine that took more than a moment).
+        def recorded():
+            with open(calls) if os.path.exists(calls) else open(os.devnull) as f:
+                return f.read()
+        wait_until(lambda: recorded().endswith("\n") and expect in recorded(), timeout=20)
+        return result, recorded()
 
     def test_link_scripts_find_the_flush_or_say_it_is_missing(self):
         arguments = {"ppp/ip-up.d/leafmail": ["ppp0", "/dev/ttyUSB0", "115200", "10.0.0.2", "10.0.0.1"],
@@ -212,13 +217,14 @@ class ContribTest(unittest.TestCase):
                     tempfile.TemporaryDirectory(prefix="leafmail-script-") as fake:
                 flush = os.path.join(fake, "leafmail-flush")
                 os.symlink(os.path.abspath(LEAFMAIL_FLUSH), flush)
-                result, calls = self.run_link_script(script, arguments[script], fake, fake + ":/usr/bin:/bin")
+                expected = ("systemctl start --no-block leafmail-flush.service"
+                            if os.path.isdir("/run/systemd/system")
+                            else "runuser -u leafmail -- %s --log syslog" % flush)
+                result, calls = self.run_link_script(script, arguments[script], fake,
+                                                     fake + ":/usr/bin:/bin", expect=expected)
                 self.assertEqual(result.returncode, 0, result.stderr)
                 self.assertEqual(result.stderr, b"")
-                if os.path.isdir("/run/systemd/system"):
-                    self.assertIn("systemctl start --no-block leafmail-flush.service", calls)
-                else:
-                    self.assertIn("runuser -u leafmail -- %s --log syslog" % flush, calls)
+                self.assertIn(expected, calls)
 
     @requires(shutil.which("systemd-analyze"), "systemd-analyze not installed")
     def test_systemd_units_verify(self):
