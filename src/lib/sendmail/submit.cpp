@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <system_error>
 
@@ -166,9 +167,11 @@ submission_result submit_message(spool::spool& spool, const config& settings,
     };
 
     try {
-        std::string buffer(read_size, '\0');
+        // Left uninitialised: zero-filling it would touch (and fault in) all 16 of its pages
+        // for every message, however small; read() touches only what it fills.
+        const auto buffer = std::make_unique_for_overwrite<char[]>(read_size);
         while (!lines.ended()) {
-            const ssize_t n = ::read(input_fd, buffer.data(), buffer.size());
+            const ssize_t n = ::read(input_fd, buffer.get(), read_size);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
@@ -178,7 +181,7 @@ submission_result submit_message(spool::spool& spool, const config& settings,
             if (n == 0)
                 break;
             normalized.clear();
-            lines.put(std::string_view(buffer.data(), static_cast<std::size_t>(n)), normalized);
+            lines.put(std::string_view(buffer.get(), static_cast<std::size_t>(n)), normalized);
             header.put(normalized, body);
             check_header();
             if (header.is_complete() && !writer)
