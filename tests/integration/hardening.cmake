@@ -26,3 +26,10 @@ add_integration_test(journal test_journal.py receive hardening)
 set_property(TEST journal APPEND PROPERTY ENVIRONMENT
              "LEAFMAIL_CRASH_AT_SHIM=$<TARGET_FILE:leafmail_crash_at>"
              "LEAFMAIL_ORDER_CHECK_SHIM=$<TARGET_FILE:leafmail_order_check>")
+
+# Issue 15, the handover: leafmail-sendmail's small messages through leafmaild's journal,
+# under the same two shims.
+add_integration_test(handover test_handover.py receive tools hardening)
+set_property(TEST handover APPEND PROPERTY ENVIRONMENT
+             "LEAFMAIL_CRASH_AT_SHIM=$<TARGET_FILE:leafmail_crash_at>"
+             "LEAFMAIL_ORDER_CHECK_SHIM=$<TARGET_FILE:leafmail_order_check>")

@@ -1,5 +1,6 @@
 // The write-ahead journal: record framing, torn and corrupt tails, checkpoints, group commit
 // into queue/, reuse of its segments, and replay after a crash (spool-format/README.md).
+#include "leafmail/spool/handover.hpp"
 #include "leafmail/spool/journal.hpp"
 
 #include "leafmail/spool/queue_id.hpp"
@@ -8,11 +9,17 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 using namespace leafmail::spool;
 namespace jf = leafmail::spool::journal_format;
@@ -292,4 +299,236 @@ TEST_CASE("a journal record whose entry is already in queue is not replayed agai
     write_file(dir.path() / "queue" / id, entry_bytes(id, "once\r\n"));
     CHECK(s.recover().replayed_records == 0);
     CHECK(s.list(area::queue) == std::vector<std::string>{id});
+}
+
+// ------------------------------------------------------------------------------ the handover
+// The injector's way into leafmaild's journal (spool/handover.hpp): the request framing, the
+// injector's client against a scripted receiver, the receiver's checks of what it is sent,
+// and the writer's fall-back to its own file.
+
+namespace hv = leafmail::spool::handover;
+
+namespace {
+
+// A one-connection receiver on a Unix socket: reads one request and its entry, then answers
+// whatever `answer` returns for them ("" means: say nothing and hang up once the client has).
+class scripted_receiver {
+public:
+    scripted_receiver(const fs::path& socket_path,
+                      std::function<std::string(const std::string&)> answer)
+        : fd_(hv::listen_at(socket_path.string())), answer_(std::move(answer))
+    {
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~scripted_receiver()
+    {
+        thread_.join();
+        ::close(fd_);
+    }
+    scripted_receiver(const scripted_receiver&) = delete;
+    scripted_receiver& operator=(const scripted_receiver&) = delete;
+    /// What the client sent: its request line and entry (after the client is done).
+    std::string received()
+    {
+        thread_.join();
+        thread_ = std::thread([] {});
+        return received_;
+    }
+
+private:
+    void serve()
+    {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 5000) != 1)
+            return;
+        const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0)
+            return;
+        char buffer[4096];
+        for (int rounds = 0; rounds < 1000; ++rounds) {
+            pollfd q{c, POLLIN, 0};
+            if (::poll(&q, 1, 2000) != 1)
+                break;
+            const ssize_t n = ::recv(c, buffer, sizeof buffer, 0);
+            if (n <= 0)
+                break;
+            received_.append(buffer, static_cast<std::size_t>(n));
+            const auto line_end = received_.find('\n');
+            if (line_end == std::string::npos)
+                continue;
+            const auto request = hv::parse_request(received_.substr(0, line_end));
+            if (!request || received_.size() >= line_end + 1 + request->size) {
+                const std::string reply = answer_(received_);
+                if (!reply.empty())
+                    (void)!::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+                if (!reply.empty())
+                    break;
+            }
+        }
+        ::close(c);
+    }
+
+    int fd_;
+    std::function<std::string(const std::string&)> answer_;
+    std::string received_;
+    std::thread thread_;
+};
+
+const std::string handed_id = "000660dd5b269cdc-000022dd-0000";
+
+} // namespace
+
+TEST_CASE("handover requests: the line that announces an entry, and what is not one")
+{
+    CHECK(hv::encode_request(handed_id, 532) == "LMHAND1 " + handed_id + " 532\n");
+    const auto parsed = hv::parse_request("LMHAND1 " + handed_id + " 532");
+    REQUIRE(parsed);
+    CHECK(parsed->id == handed_id);
+    CHECK(parsed->size == 532);
+    for (const char* bad : {"", "LMHAND1", "LMHAND1 ", "LMHAND1 id", "LMHAND1 id ", "LMHAND1 id 0",
+                            "LMHAND1 id 012", "LMHAND1 id 12x", "LMHAND1 id -1", "LMHAND2 id 12",
+                            "LMHAND1  12", "LMHAND1 id 1234567890123", "lmhand1 id 12"})
+        CHECK_FALSE(hv::parse_request(bad));
+    CHECK(hv::encode_accepted(handed_id) == "250 2.0.0 OK queued as " + handed_id + "\n");
+    const std::string refused = hv::encode_refused("no\x1b]0;owned\x07\nroom");
+    CHECK(refused == "451 4.3.0 no\\x1b]0;owned\\x07\\x0aroom\n");
+}
+
+TEST_CASE("the injector's client is believed only by the spool owner's exact answer")
+{
+    leafmail::test::temp_dir dir;
+    const fs::path socket = dir.path() / "handover";
+    const std::string entry = entry_bytes(handed_id, "Subject: handed over\r\n\r\nhi\r\n");
+    const unsigned me = ::getuid();
+    const auto timeout = std::chrono::milliseconds(300);
+    SECTION("the receiver says it is durable")
+    {
+        scripted_receiver receiver(
+            socket, [](const std::string&) { return hv::encode_accepted(handed_id); });
+        CHECK(hv::send_entry(socket.string(), me, handed_id, entry, timeout));
+        CHECK(receiver.received() == hv::encode_request(handed_id, entry.size()) + entry);
+    }
+    SECTION("the receiver refuses")
+    {
+        scripted_receiver receiver(
+            socket, [](const std::string&) { return hv::encode_refused("disk full"); });
+        CHECK_FALSE(hv::send_entry(socket.string(), me, handed_id, entry, timeout));
+    }
+    SECTION("the receiver names another entry")
+    {
+        scripted_receiver receiver(socket, [](const std::string&) {
+            return hv::encode_accepted("000660dd5b269cdc-000022dd-0001");
+        });
+        CHECK_FALSE(hv::send_entry(socket.string(), me, handed_id, entry, timeout));
+    }
+    SECTION("the receiver does not answer in time")
+    {
+        scripted_receiver receiver(socket, [](const std::string&) { return std::string(); });
+        const auto start = std::chrono::steady_clock::now();
+        CHECK_FALSE(hv::send_entry(socket.string(), me, handed_id, entry, timeout));
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(3));
+    }
+    SECTION("the listener is not the spool's owner")
+    {
+        scripted_receiver receiver(
+            socket, [](const std::string&) { return hv::encode_accepted(handed_id); });
+        CHECK_FALSE(hv::send_entry(socket.string(), me + 1, handed_id, entry, timeout));
+        CHECK(receiver.received().empty());
+    }
+    SECTION("nobody listens")
+    {
+        CHECK_FALSE(hv::send_entry(socket.string(), me, handed_id, entry, timeout));
+    }
+}
+
+TEST_CASE("a socket path that holds something else is never replaced")
+{
+    leafmail::test::temp_dir dir;
+    write_file(dir.path() / "handover", "a file");
+    CHECK_THROWS_AS(hv::listen_at((dir.path() / "handover").string()), std::system_error);
+    CHECK(file_bytes(dir.path() / "handover") == "a file");
+}
+
+TEST_CASE("the receiver commits a handed-over entry through its journal, byte for byte")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    std::string why_not;
+    REQUIRE(s.open_journal(small_journal(), why_not));
+    const std::string content = "Subject: handed over\r\n\r\nhi\r\n";
+    s.commit_handed_over(handed_id, entry_bytes(handed_id, content));
+    CHECK(s.list(area::queue) == std::vector<std::string>{handed_id});
+    CHECK(file_bytes(dir.path() / "queue" / handed_id) == entry_bytes(handed_id, content));
+    CHECK(read_all(s.open_content(area::queue, handed_id)) == content);
+    CHECK(fs::is_empty(dir.path() / "tmp"));
+    // The id is taken now: a second handover of it is refused and changes nothing.
+    CHECK_THROWS_AS(s.commit_handed_over(handed_id, entry_bytes(handed_id, "other\r\n")),
+                    std::system_error);
+    CHECK(file_bytes(dir.path() / "queue" / handed_id) == entry_bytes(handed_id, content));
+    CHECK(fs::is_empty(dir.path() / "tmp"));
+}
+
+TEST_CASE("the receiver refuses handed-over octets that are not one whole entry of that id")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    std::string why_not;
+    REQUIRE(s.open_journal(small_journal(), why_not));
+    const std::string other_id = "000660dd5b269cdc-000022dd-0001";
+    const std::string good = entry_bytes(handed_id, "hi\r\n");
+    std::string wrong_size = good;
+    wrong_size.replace(wrong_size.size() - 21, 20, "00000000000000000003"); // footer: 3 octets
+    const std::vector<std::pair<std::string, std::string>> hostile = {
+        {"../../etc/x", good},                        // not a queue id
+        {other_id, good},                             // the envelope names another entry
+        {handed_id, good.substr(0, good.size() - 1)}, // torn: no footer
+        {handed_id, "just some octets"},              // no entry at all
+        {handed_id, wrong_size},                      // the footer points elsewhere
+        {handed_id,
+         entry_bytes(handed_id, std::string(20 * 1024, 'x'))}, // over the journal's limit
+    };
+    for (const auto& [id, octets] : hostile) {
+        INFO(id << " / " << octets.size() << " octets");
+        CHECK_THROWS(s.commit_handed_over(id, octets));
+    }
+    CHECK(s.list(area::queue).empty());
+    CHECK(fs::is_empty(dir.path() / "tmp"));
+    spool without_journal(dir.path() / "other");
+    CHECK_THROWS_AS(without_journal.commit_handed_over(handed_id, good), std::system_error);
+    CHECK(without_journal.list(area::queue).empty());
+}
+
+TEST_CASE("the injector's writer commits its own file when the receiver does not take it")
+{
+    leafmail::test::temp_dir dir;
+    spool s(dir.path());
+    s.offer_new_entries_to_receiver();
+    const std::string content = "Subject: mine\r\n\r\nhi\r\n";
+    SECTION("nobody listens")
+    {
+        const std::string id = commit_message(s, content);
+        CHECK(read_all(s.open_content(area::queue, id)) == content);
+    }
+    SECTION("the receiver refuses: the same id, committed here")
+    {
+        scripted_receiver receiver(dir.path() / "handover",
+                                   [](const std::string&) { return hv::encode_refused("no"); });
+        const std::string id = commit_message(s, content);
+        CHECK(read_all(s.open_content(area::queue, id)) == content);
+        CHECK(receiver.received().starts_with(
+            hv::encode_request(id, file_bytes(dir.path() / "queue" / id).size())));
+    }
+    SECTION("the receiver takes it: nothing is written here")
+    {
+        // The scripted receiver stores nothing, so an entry in queue/ could only be ours.
+        scripted_receiver receiver(dir.path() / "handover", [](const std::string& got) {
+            return hv::encode_accepted(hv::parse_request(got.substr(0, got.find('\n')))->id);
+        });
+        const std::string id = commit_message(s, content);
+        CHECK(s.list(area::queue).empty());
+        const std::string got = receiver.received();
+        CHECK(got.starts_with("LMHAND1 " + id + " "));
+        CHECK(got.find(content) != std::string::npos);
+    }
+    CHECK(fs::is_empty(dir.path() / "tmp"));
 }

@@ -6,6 +6,7 @@
 #include "leafmail/config.hpp"
 #include "leafmail/intake/intake.hpp"
 #include "leafmail/net/asio.hpp"
+#include "leafmail/receiver/handover_listener.hpp"
 #include "leafmail/spool/spool.hpp"
 
 #include <chrono>
@@ -22,6 +23,11 @@ namespace asio = net::asio;
 
 /// "127.0.0.1:25", "[::1]:2525", "localhost:25" → endpoint. Throws std::invalid_argument.
 [[nodiscard]] asio::ip::tcp::endpoint parse_listen_address(const std::string& text);
+
+/// After a failed accept (out of descriptors, say): logs it and waits 100 ms, so a listener
+/// breathes instead of spinning. Shared by the SMTP and the handover listeners.
+asio::awaitable<void> pause_after_accept_error(asio::io_context& io,
+                                               const boost::system::error_code& error);
 
 class smtp_server {
 public:
@@ -67,6 +73,7 @@ private:
     spool::spool* spool_ = nullptr;
     std::optional<intake::source> local_submitter_;
     asio::thread_pool fsync_pool_;
+    std::unique_ptr<handover_listener> handover_; // with the spool's journal only
     std::vector<asio::ip::tcp::acceptor> acceptors_;
     asio::steady_timer sweep_timer_;
     asio::steady_timer grace_timer_;

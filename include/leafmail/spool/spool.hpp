@@ -36,6 +36,7 @@ public:
 };
 
 class directory_syncer;   // group commit of directory fsyncs, shared by the writers of a spool
+struct handover_target;   // where the injector offers its entries (handover.hpp)
 struct spool_directories; // the descriptors of the spool's directories, opened once
 
 /// The spool is missing (and was not to be created): names the path and what creates it.
@@ -68,15 +69,18 @@ public:
     [[nodiscard]] std::uint64_t content_size() const { return content_size_; }
     [[nodiscard]] bool content_has_8bit() const { return has_8bit_; }
 
-    /// Appends content (buffered; with a journal, an entry small enough for it is kept in
-    /// memory whole, up to journal_options::max_entry_size). Throws std::system_error (ENOSPC,
-    /// EFBIG, EIO...).
+    /// Appends content (buffered; with a journal or a handover, an entry small enough for it
+    /// is kept in memory whole, up to journal_options::max_entry_size). Throws
+    /// std::system_error (ENOSPC, EFBIG, EIO...).
     void write(std::string_view bytes);
     /// Appends the envelope and makes the entry durable, then renames it into queue/.
     /// With the spool's journal (small entries): writes the file, appends the entry to the
     /// journal and waits for the group-committed fdatasync covering it, then renames.
     /// Without: fsyncs the file, renames it and waits for the directory fsync (shared with
-    /// concurrent commits). Either way the entry is on stable storage when this returns, and
+    /// concurrent commits). With a handover (the injector, small entries): first offers the
+    /// entry to the running leafmaild, which commits it through its journal; when it cannot,
+    /// commits it here the one-file way. Either way the entry is on stable storage when this
+    /// returns, and
     /// visible in queue/. Blocking: keep it off event loops.
     /// Fills in env.id, env.content_size, env.body_8bit and (when 0) env.queued_at.
     /// Throws std::system_error; on failure nothing is left in queue/ or tmp/.
@@ -87,16 +91,19 @@ public:
 private:
     friend class spool;
     entry_writer(std::shared_ptr<const spool_directories> dirs, std::string id, int fd,
-                 std::shared_ptr<directory_syncer> syncer, std::shared_ptr<journal> journal);
+                 std::shared_ptr<directory_syncer> syncer, std::shared_ptr<journal> journal,
+                 std::shared_ptr<const handover_target> handover);
     void flush_buffer();
     void commit_journaled();
+    bool commit_handed_over(); // false: the receiver did not take it, the file is back
 
     std::shared_ptr<const spool_directories> dirs_;
     std::string tmp_label_; // "<root>/tmp/<id>", for messages only
     std::string id_;
     int fd_ = -1;
     std::shared_ptr<directory_syncer> syncer_;
-    std::shared_ptr<journal> journal_; // null: this entry goes the one-file way
+    std::shared_ptr<journal> journal_;                // null: this entry goes the one-file way
+    std::shared_ptr<const handover_target> handover_; // null: not offered to leafmaild
     std::string buffer_;
     std::uint64_t content_size_ = 0;
     bool has_8bit_ = false;
@@ -205,6 +212,19 @@ public:
     /// the replay fails.
     bool open_journal(const journal_options& options, std::string& why_not);
 
+    /// leafmaild, its journal open: a listening socket for entries handed over by the
+    /// injector (handover.hpp), at <spool>/handover. Throws std::system_error.
+    [[nodiscard]] int listen_for_handovers();
+    /// leafmaild: commits an entry handed over as its octets through the journal, as
+    /// entry_writer::commit() does. Throws corrupt_entry when they are not one whole entry of
+    /// that id (anything the group can send is hostile), std::system_error otherwise (EEXIST:
+    /// the id is taken; ENOTSUP: no journal).
+    void commit_handed_over(const std::string& id, std::string entry);
+    [[nodiscard]] bool has_journal() const { return journal_ != nullptr; }
+    /// leafmail-sendmail: from now on, new entries small enough for the journal are offered to
+    /// the running leafmaild first (entry_writer::commit()).
+    void offer_new_entries_to_receiver();
+
     /// Starts a new entry with a fresh id. Throws std::system_error.
     [[nodiscard]] entry_writer create_entry();
 
@@ -299,6 +319,7 @@ private:
 
     std::vector<std::shared_ptr<directory_syncer>> syncers_; // one per area
     std::shared_ptr<journal> journal_;                       // held by leafmaild only
+    std::shared_ptr<const handover_target> handover_;        // the injector's, when offered
 };
 
 } // namespace leafmail::spool

@@ -337,6 +337,27 @@ void smtp_server::start(spool::spool& spool)
         asio::co_spawn(io_, accept_loop(acceptor), asio::detached);
     }
     asio::co_spawn(io_, sweep_idle_sessions(), asio::detached);
+    // The injector hands its small entries over only when they can share the journal's
+    // group commit; without a journal it commits them itself, as fast as we could.
+    if (spool.has_journal()) {
+        try {
+            handover_ = std::make_unique<handover_listener>(io_, fsync_pool_, spool,
+                                                            settings_.receiver.max_connections);
+            handover_->start();
+            log::info(log::fields({{"event", "listening"}, {"handover", "<spool>/handover"}}));
+        } catch (const std::system_error& e) {
+            log::warning(log::fields({{"event", "handover-unavailable"}, {"why", e.what()}}));
+        }
+    }
+}
+
+awaitable<void> pause_after_accept_error(asio::io_context& io,
+                                         const boost::system::error_code& error)
+{
+    log::warning(log::fields({{"event", "accept-error"}, {"error", error.message()}}));
+    asio::steady_timer pause(io, std::chrono::milliseconds(100));
+    boost::system::error_code ignored;
+    co_await pause.async_wait(asio::redirect_error(use_awaitable, ignored));
 }
 
 awaitable<void> smtp_server::accept_loop(tcp::acceptor& acceptor)
@@ -348,10 +369,7 @@ awaitable<void> smtp_server::accept_loop(tcp::acceptor& acceptor)
         if (ec == asio::error::operation_aborted || stopping_)
             break;
         if (ec) {
-            // Out of descriptors or similar: say so and breathe instead of spinning.
-            log::warning(log::fields({{"event", "accept-error"}, {"error", ec.message()}}));
-            asio::steady_timer pause(io_, std::chrono::milliseconds(100));
-            co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+            co_await pause_after_accept_error(io_, ec);
             continue;
         }
         socket.set_option(tcp::no_delay(true), ec);
@@ -551,6 +569,8 @@ void smtp_server::shut_down(std::chrono::seconds grace)
             boost::system::error_code ignored;
             acceptor.close(ignored);
         }
+        if (handover_)
+            handover_->stop();
         if (!inetd_)
             log::info(log::fields({{"event", "stopping"},
                                    {"sessions", std::to_string(sessions_.size())},

@@ -1,4 +1,6 @@
 #include "leafmail/spool/spool.hpp"
+#include "leafmail/spool/handover.hpp"
+#include "unix_socket.hpp"
 
 #include "leafmail/log.hpp"
 #include "leafmail/spool/queue_id.hpp"
@@ -225,6 +227,19 @@ int open_directory(int parent, const char* name, bool create, const std::string&
     return fd;
 }
 
+// A new file tmp/<name>, made here (O_EXCL), locked against recover() in other processes and
+// 0640 whatever the umask. Throws std::system_error (EEXIST: the name is taken).
+int create_locked_temporary(int tmp_dir, const std::string& name, const std::string& label)
+{
+    fd_guard file{
+        ::openat(tmp_dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
+    if (file.fd < 0)
+        throw_errno(errno, "cannot create " + label);
+    ::flock(file.fd, LOCK_EX);
+    ::fchmod(file.fd, file_mode);
+    return file.release();
+}
+
 // Names from a hostile directory go into log lines and messages: printable ASCII only.
 std::string printable(std::string_view name)
 {
@@ -341,13 +356,24 @@ std::optional<area> area_from_string(std::string_view name)
     return std::nullopt;
 }
 
+// Where the injector offers its entries: the running leafmaild, which must run as the spool's
+// owner, answering within the timeout.
+struct handover_target {
+    std::string socket_path;
+    unsigned receiver_uid = 0;
+    std::size_t max_entry_size = 0;
+    std::chrono::milliseconds timeout{0};
+};
+
 // ---------------------------------------------------------------------------- entry_writer
 
 entry_writer::entry_writer(std::shared_ptr<const spool_directories> dirs, std::string id, int fd,
                            std::shared_ptr<directory_syncer> syncer,
-                           std::shared_ptr<journal> journal)
+                           std::shared_ptr<journal> journal,
+                           std::shared_ptr<const handover_target> handover)
     : dirs_(std::move(dirs)), tmp_label_(dirs_->root_label + "/tmp/" + id), id_(std::move(id)),
-      fd_(fd), syncer_(std::move(syncer)), journal_(std::move(journal))
+      fd_(fd), syncer_(std::move(syncer)), journal_(std::move(journal)),
+      handover_(std::move(handover))
 {
     buffer_.reserve(write_buffer_size);
 }
@@ -356,8 +382,8 @@ entry_writer::entry_writer(entry_writer&& other) noexcept
     : dirs_(std::move(other.dirs_)), tmp_label_(std::move(other.tmp_label_)),
       id_(std::move(other.id_)), fd_(std::exchange(other.fd_, -1)),
       syncer_(std::move(other.syncer_)), journal_(std::move(other.journal_)),
-      buffer_(std::move(other.buffer_)), content_size_(other.content_size_),
-      has_8bit_(other.has_8bit_)
+      handover_(std::move(other.handover_)), buffer_(std::move(other.buffer_)),
+      content_size_(other.content_size_), has_8bit_(other.has_8bit_)
 {
 }
 
@@ -371,6 +397,7 @@ entry_writer& entry_writer::operator=(entry_writer&& other) noexcept
         fd_ = std::exchange(other.fd_, -1);
         syncer_ = std::move(other.syncer_);
         journal_ = std::move(other.journal_);
+        handover_ = std::move(other.handover_);
         buffer_ = std::move(other.buffer_);
         content_size_ = other.content_size_;
         has_8bit_ = other.has_8bit_;
@@ -391,14 +418,17 @@ void entry_writer::write(std::string_view bytes)
         has_8bit_ = std::any_of(bytes.begin(), bytes.end(),
                                 [](char c) { return static_cast<unsigned char>(c) > 127; });
     content_size_ += bytes.size();
-    if (journal_) {
-        // Kept whole in memory while it may still go through the journal; past that size it
+    if (journal_ || handover_) {
+        // Kept whole in memory while it may still go through a journal; past that size it
         // is streamed into its file like any large entry, so memory stays bounded.
-        if (buffer_.size() + bytes.size() <= journal_->options().max_entry_size) {
+        const std::size_t limit =
+            journal_ ? journal_->options().max_entry_size : handover_->max_entry_size;
+        if (buffer_.size() + bytes.size() <= limit) {
             buffer_.append(bytes);
             return;
         }
         journal_.reset();
+        handover_.reset();
     }
     if (buffer_.size() + bytes.size() > write_buffer_size) {
         flush_buffer();
@@ -437,6 +467,8 @@ void entry_writer::commit(envelope env)
         commit_journaled();
         return;
     }
+    if (handover_ && buffer_.size() <= handover_->max_entry_size && commit_handed_over())
+        return;
     try {
         flush_buffer();
         // Order matters: the content must be on disk before its name appears in queue/, and
@@ -486,6 +518,25 @@ void entry_writer::commit_journaled()
         throw_errno(error, "cannot rename " + tmp_label_ + " into queue/");
     }
     ::close(std::exchange(fd_, -1));
+}
+
+// The injector's side of the handover (handover.hpp). The receiver makes tmp/<id> itself, so
+// ours goes first; if the entry is not taken, the file is made again under the same id and
+// the caller commits it the one-file way. The receiver may have made it durable without our
+// hearing so (it crashed before answering): then the entry exists twice at most, or our
+// rename finds its name taken and the message is refused although it was kept, as when a
+// 250 is lost.
+bool entry_writer::commit_handed_over()
+{
+    ::unlinkat(dirs_->tmp, id_.c_str(), 0);
+    ::close(std::exchange(fd_, -1));
+    if (handover::send_entry(handover_->socket_path, handover_->receiver_uid, id_, buffer_,
+                             handover_->timeout)) {
+        buffer_.clear();
+        return true;
+    }
+    fd_ = create_locked_temporary(dirs_->tmp, id_, tmp_label_);
+    return false;
 }
 
 void entry_writer::abort() noexcept
@@ -770,7 +821,7 @@ entry_writer spool::create_entry()
         if (journal_ && journal_->is_usable())
             through = journal_;
         return entry_writer(dirs_, std::move(id), file.release(), syncer_for(area::queue),
-                            std::move(through));
+                            std::move(through), journal_ ? nullptr : handover_);
     }
     throw_errno(EEXIST, "cannot create a new entry in " + root_.string() + "/tmp");
 }
@@ -835,12 +886,7 @@ std::size_t spool::replay(journal& from)
             continue;
         const std::string tmp_label = root_.string() + "/tmp/" + id;
         ::unlinkat(dirs_->tmp, id.c_str(), 0); // what the crashed writer left
-        fd_guard file{
-            ::openat(dirs_->tmp, id.c_str(), O_WRONLY | O_CREAT | O_EXCL | no_follow, file_mode)};
-        if (file.fd < 0)
-            throw_errno(errno, "cannot create " + tmp_label);
-        ::flock(file.fd, LOCK_EX);
-        ::fchmod(file.fd, file_mode);
+        fd_guard file{create_locked_temporary(dirs_->tmp, id, tmp_label)};
         try {
             write_all(file.fd, entry, tmp_label);
         } catch (...) {
@@ -863,6 +909,49 @@ std::size_t spool::replay(journal& from)
     if (!records.empty())
         from.checkpoint_through(from.last_sequence());
     return replayed;
+}
+
+int spool::listen_for_handovers()
+{
+    return handover::listen_at(root_.string() + "/" + std::string(handover::socket_name));
+}
+
+void spool::commit_handed_over(const std::string& id, std::string entry)
+{
+    if (!journal_ || !journal_->is_usable())
+        throw_errno(ENOTSUP, "no usable journal in " + root_.string());
+    if (!is_valid_queue_id(id))
+        throw corrupt_entry("handed-over entry: '" + printable(id) + "' is not a queue id");
+    if (entry.size() > journal_->options().max_entry_size)
+        throw corrupt_entry("handed-over entry " + id + ": larger than the journal takes");
+    const auto offset = whole_entry_offset(entry);
+    if (!offset)
+        throw corrupt_entry("handed-over entry " + id + ": not a whole entry (no footer)");
+    const envelope env = thaw(std::string_view(entry).substr(
+        *offset, entry.size() - footer_size - static_cast<std::size_t>(*offset)));
+    if (env.id != id || env.content_size != *offset)
+        throw corrupt_entry("handed-over entry " + id + ": its envelope names another entry");
+    entry_writer writer(dirs_, id,
+                        create_locked_temporary(dirs_->tmp, id, root_.string() + "/tmp/" + id),
+                        syncer_for(area::queue), journal_, nullptr);
+    writer.content_size_ = *offset;
+    writer.buffer_ = std::move(entry);
+    writer.commit_journaled();
+}
+
+void spool::offer_new_entries_to_receiver()
+{
+    struct stat st {};
+    if (::fstat(dirs_->root, &st) != 0)
+        return;
+    auto target = std::make_shared<handover_target>();
+    target->socket_path = root_.string() + "/" + std::string(handover::socket_name);
+    target->receiver_uid = st.st_uid;
+    target->max_entry_size = journal_options{}.max_entry_size;
+    // Long enough for a group commit on a slow disk; a receiver that takes longer is given
+    // up on, and the injector commits the entry itself.
+    target->timeout = std::chrono::seconds(30);
+    handover_ = std::move(target);
 }
 
 bool spool::open_journal(const journal_options& options, std::string& why_not)
@@ -1373,21 +1462,6 @@ bool spool::is_watcher_running() const
     return errno == EWOULDBLOCK;
 }
 
-namespace {
-
-sockaddr_un unix_address(const fs::path& path)
-{
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    const std::string& text = path.native();
-    if (text.size() >= sizeof address.sun_path)
-        throw_errno(ENAMETOOLONG, "cannot use " + text + " as a socket address");
-    std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
-    return address;
-}
-
-} // namespace
-
 void spool::remove_watcher_socket() const noexcept
 {
     struct stat st {};
@@ -1399,7 +1473,7 @@ void spool::remove_watcher_socket() const noexcept
 int spool::listen_watcher_socket() const
 {
     const fs::path path = root_ / "watch.sock";
-    const sockaddr_un address = unix_address(path);
+    const sockaddr_un address = detail::unix_address(path.string());
     remove_watcher_socket(); // a dead watcher's; the caller holds watch.lock
     fd_guard socket{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
     if (socket.fd < 0)
@@ -1414,7 +1488,7 @@ int spool::listen_watcher_socket() const
 
 int spool::connect_watcher_socket() const
 {
-    const sockaddr_un address = unix_address(root_ / "watch.sock");
+    const sockaddr_un address = detail::unix_address((root_ / "watch.sock").string());
     fd_guard socket{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
     if (socket.fd < 0)
         return -1;
