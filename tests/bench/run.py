@@ -278,29 +278,40 @@ def shell_loop_rate(command, parallel, count, message_file):
 
 
 def bench_injection(args, work):
+    """sendmail -t in shell loops, with leafmaild running (the injector hands each message to
+    its journal) and without it (each message committed as its own file by the injector)."""
     sendmail = os.path.join(args.bin_dir, "leafmail-sendmail")
     for parallel in (1, 10):
-        ours, ceiling, disk, flush = [], [], [], []
-        for run in range(args.runs):
-            base = os.path.join(work, f"inject-{parallel}-{run}")
-            spool = os.path.join(base, "spool")
-            os.makedirs(base)
-            # The injector never creates a spool (it is leafmaild's, or --setup-spool's).
-            Leafmaild(args.bin_dir, spool).stop()
-            conf = os.path.join(base, "leafmail.conf")
-            with open(conf, "w") as f:
-                f.write(f"spool = {spool}\nhostname = bench.leafmail\n")
-            message = os.path.join(base, "message.txt")
-            with open(message, "w") as f:
-                f.write(message_1k(run))
-            disk.append(disk_commit_rate(args, work, args.inject, parallel, 1024))
-            flush.append(disk_commit_rate(args, work, args.inject, parallel, 1024, "data-only"))
-            ours.append(shell_loop_rate(f'"{sendmail}" -C "{conf}" -t', parallel, args.inject, message))
-            if count_entries(spool) != args.inject // parallel * parallel:
-                raise RuntimeError(f"sendmail spooled {count_entries(spool)} of {args.inject}")
-            ceiling.append(shell_loop_rate("cat", parallel, args.inject, message))
-            shutil.rmtree(base)
-        record("injection", f"sendmail -t 1 KiB, {parallel} in parallel", ours, ceiling, "msg/s", disk, flush)
+        for with_daemon in (True, False):
+            ours, ceiling, disk, flush = [], [], [], []
+            for run in range(args.runs):
+                base = os.path.join(work, f"inject-{parallel}-{run}")
+                spool = os.path.join(base, "spool")
+                os.makedirs(base)
+                # The injector never creates a spool (it is leafmaild's, or --setup-spool's).
+                daemon = Leafmaild(args.bin_dir, spool)
+                if not with_daemon:
+                    daemon.stop()
+                try:
+                    conf = os.path.join(base, "leafmail.conf")
+                    with open(conf, "w") as f:
+                        f.write(f"spool = {spool}\nhostname = bench.leafmail\n")
+                    message = os.path.join(base, "message.txt")
+                    with open(message, "w") as f:
+                        f.write(message_1k(run))
+                    disk.append(disk_commit_rate(args, work, args.inject, parallel, 1024))
+                    flush.append(disk_commit_rate(args, work, args.inject, parallel, 1024, "data-only"))
+                    ours.append(shell_loop_rate(f'"{sendmail}" -C "{conf}" -t', parallel, args.inject, message))
+                finally:
+                    if with_daemon:
+                        daemon.stop()
+                if count_entries(spool) != args.inject // parallel * parallel:
+                    raise RuntimeError(f"sendmail spooled {count_entries(spool)} of {args.inject}")
+                ceiling.append(shell_loop_rate("cat", parallel, args.inject, message))
+                shutil.rmtree(base)
+            how = "leafmaild running" if with_daemon else "no leafmaild"
+            record("injection", f"sendmail -t 1 KiB, {parallel} in parallel, {how}", ours, ceiling, "msg/s",
+                   disk, flush)
 
 
 def transaction_latencies(port, count):
