@@ -2,6 +2,7 @@
 #include "leafmail/smtp/dot_stuffer.hpp"
 
 #include <catch2/catch.hpp>
+#include <random>
 
 using leafmail::smtp::dot_stuffer;
 
@@ -60,4 +61,40 @@ TEST_CASE("dot stuffing: split at every offset and into single bytes", "[dot_stu
     s.stuff(".y\r\n", out);
     s.finish(out);
     CHECK(out == "..y\r\n.\r\n");
+}
+
+TEST_CASE("dot stuffing: the same as the rule applied octet by octet, on random content",
+          "[dot_stuffer]")
+{
+    // The rule, one octet at a time, as simply as it can be said: a '.' at the start of the
+    // content or after a CR or LF gets one more; the end adds CRLF unless the content ends
+    // in CRLF, then ".<CR><LF>".
+    auto reference = [](const std::string& content) {
+        std::string out;
+        for (std::size_t i = 0; i < content.size(); ++i) {
+            if (content[i] == '.' && (i == 0 || content[i - 1] == '\n' || content[i - 1] == '\r'))
+                out += '.';
+            out += content[i];
+        }
+        if (!content.empty() && !content.ends_with("\r\n"))
+            out += "\r\n";
+        return out + ".\r\n";
+    };
+    std::mt19937 random(15);
+    const char alphabet[] = {'.', '\r', '\n', 'a', '.', '\n'};
+    for (int round = 0; round < 2000; ++round) {
+        std::string content(random() % 40, 'a');
+        for (char& c : content)
+            c = alphabet[random() % sizeof alphabet];
+        dot_stuffer s;
+        std::string out;
+        for (std::size_t at = 0; at < content.size();) {
+            const std::size_t n = 1 + random() % 7;
+            s.stuff(std::string_view(content).substr(at, n), out);
+            at += n;
+        }
+        s.finish(out);
+        INFO("content of " << content.size() << " octets, round " << round);
+        REQUIRE(out == reference(content));
+    }
 }
