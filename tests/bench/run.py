@@ -312,6 +312,18 @@ def bench_injection(args, work):
             how = "leafmaild running" if with_daemon else "no leafmaild"
             record("injection", f"sendmail -t 1 KiB, {parallel} in parallel, {how}", ours, ceiling, "msg/s",
                    disk, flush)
+        # What bounds the injector before it touches the spool: its own start-up (exec, the
+        # loader, static initialisers, the command line), against the same cat loop.
+        start_up, ceiling = [], []
+        message = os.path.join(work, "start-up-message.txt")
+        with open(message, "w") as f:
+            f.write(message_1k(0))
+        for run in range(args.runs):
+            start_up.append(shell_loop_rate(f'"{sendmail}" --version', parallel, args.inject, message))
+            ceiling.append(shell_loop_rate("cat", parallel, args.inject, message))
+        os.unlink(message)
+        record("injection", f"sendmail --version (start-up alone), {parallel} in parallel", start_up, ceiling,
+               "runs/s")
 
 
 def transaction_latencies(port, count):
