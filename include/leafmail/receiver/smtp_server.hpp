@@ -70,6 +70,7 @@ private:
 
     asio::io_context& io_;
     config settings_;
+    std::shared_ptr<const local_recipients> local_recipients_; // of settings_, for new sessions
     spool::spool* spool_ = nullptr;
     std::optional<intake::source> local_submitter_;
     asio::thread_pool fsync_pool_;

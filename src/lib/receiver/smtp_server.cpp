@@ -150,11 +150,14 @@ template <class Stream> struct smtp_server::session_io {
     std::string out;
 
     // The message being received.
-    std::optional<intake::new_entry> writer;
+    // On the heap, and only during a transaction: an idle session's coroutine frame holds a
+    // pointer, not an entry writer and an envelope.
+    std::unique_ptr<intake::new_entry> writer;
     std::optional<smtp::store_error> failure;
-    spool::envelope pending; // what was committed last, for the log line
     std::size_t messages = 0;
-    local_recipients local; // as RCPT checked them, so the commit expands alike
+    // As RCPT checked them, so the commit expands alike; shared by every session started
+    // under the same configuration (one copy per session was a third of its idle memory).
+    std::shared_ptr<const local_recipients> local;
 
     void note_failure(smtp::store_error why, const std::string& what)
     {
@@ -179,9 +182,9 @@ template <class Stream> struct smtp_server::session_io {
             from.is_esmtp = core.is_esmtp();
         }
         // RCPT refused what cannot be resolved with these same rules, so nothing is refused here.
-        const auto expansion = intake::expand_recipients(local, t.recipients);
+        const auto expansion = intake::expand_recipients(*local, t.recipients);
         try {
-            writer.emplace(intake::begin_entry(
+            writer = std::make_unique<intake::new_entry>(intake::begin_entry(
                 *server.spool_,
                 {server.settings_.hostname, server.settings_.receiver.min_free_space}, from,
                 t.reverse_path, expansion.recipients, std::time(nullptr)));
@@ -227,14 +230,14 @@ template <class Stream> struct smtp_server::session_io {
             co_return core.store_failed(*failure);
         }
         const auto size = writer->content_size();
-        pending = std::move(writer->envelope());
+        const spool::envelope committed = std::move(writer->envelope());
         writer.reset();
         ++messages;
         log::info(log::fields({{"event", "accepted"},
                                {"session", label},
                                {"id", id},
-                               {"from", "<" + pending.reverse_path + ">"},
-                               {"recipients", std::to_string(pending.recipients.size())},
+                               {"from", "<" + committed.reverse_path + ">"},
+                               {"recipients", std::to_string(committed.recipients.size())},
                                {"size", std::to_string(size)}}));
         co_return core.stored(id);
     }
@@ -284,8 +287,9 @@ template <class Stream> struct smtp_server::session_io {
 };
 
 smtp_server::smtp_server(asio::io_context& io, const config& settings)
-    : io_(io), settings_(settings), fsync_pool_(settings.receiver.fsync_workers), sweep_timer_(io),
-      grace_timer_(io)
+    : io_(io), settings_(settings),
+      local_recipients_(std::make_shared<const local_recipients>(local_recipients_of(settings))),
+      fsync_pool_(settings.receiver.fsync_workers), sweep_timer_(io), grace_timer_(io)
 {
 }
 
@@ -454,21 +458,21 @@ awaitable<void> smtp_server::run_session(Stream stream, std::string peer, std::u
 
     // A local recipient that reaches nobody (no alias, no admin-address) is refused at RCPT
     // rather than bounced later; the session keeps the rules it started with.
-    const local_recipients local = local_recipients_of(settings_);
+    const std::shared_ptr<const local_recipients> local = local_recipients_;
     smtp::server_options options{settings_.hostname,
                                  settings_.receiver.max_message_size,
                                  settings_.receiver.max_recipients,
                                  settings_.receiver.max_bad_commands,
                                  {}};
     options.refuse_recipient = [local](std::string_view address) -> std::optional<std::string> {
-        auto resolved = resolve_recipient(local, address);
+        auto resolved = resolve_recipient(*local, address);
         if (resolved.refusal.empty())
             return std::nullopt;
         return std::move(resolved.refusal);
     };
     session_io<Stream> io{
         *this, stream, handle, label, peer, smtp::server_session(std::move(options)),
-        {},    {},     {},     {},    0,    local};
+        {},    {},     {},     0,     local};
     std::string end_reason = "quit";
     try {
         const bool is_local_pipe = peer == "local";
@@ -616,6 +620,7 @@ void smtp_server::reload(const config& settings)
     const auto listen = settings_.receiver.listen;
     settings_ = settings;
     settings_.receiver.listen = listen;
+    local_recipients_ = std::make_shared<const local_recipients>(local_recipients_of(settings_));
     log::info(log::fields({{"event", "reloaded"}}));
 }
 
