@@ -205,6 +205,18 @@ class HandoverTest(HandoverCase):
         refused = [line for line in daemon.lines if "event=handover-refused" in line]
         self.assertGreaterEqual(len(refused), 5, "\n".join(daemon.lines))
 
+    def test_a_daemon_stopped_with_a_handover_connection_open_exits_cleanly(self):
+        # The connection's coroutine is still waiting when leafmaild exits; it is destroyed
+        # after the listener and must not touch it (a use after free under AddressSanitizer).
+        daemon = self.daemon()
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(silent.close)
+        silent.connect(os.path.join(self.spool, "handover"))
+        silent.sendall(b"LMHAND1 ")
+        time.sleep(0.2)
+        self.assertEqual(daemon.stop(), 0, "\n".join(daemon.lines))
+        self.assertFalse([line for line in daemon.lines if "Sanitizer" in line], "\n".join(daemon.lines))
+
     def test_kill_9_of_the_daemon_while_injecting_loses_nothing(self):
         daemon = self.daemon()
         injectors = Injectors(self.config, "kill", 4, 60)

@@ -8,6 +8,7 @@
 #include "leafmail/spool/spool.hpp"
 
 #include <cstddef>
+#include <list>
 #include <memory>
 #include <optional>
 
@@ -32,7 +33,11 @@ private:
     spool::spool& spool_;
     net::asio::local::stream_protocol::acceptor acceptor_;
     std::size_t max_connections_;
-    std::size_t connections_ = 0;
+    // The connections being served, shared with their coroutines: stop() closes them, and a
+    // coroutine still suspended when the daemon exits is destroyed with the io_context,
+    // after this listener, so it must not reach into the listener itself.
+    using open_connections = std::list<std::weak_ptr<socket_type>>;
+    std::shared_ptr<open_connections> open_ = std::make_shared<open_connections>();
     bool stopping_ = false;
 };
 

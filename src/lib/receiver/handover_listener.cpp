@@ -48,6 +48,11 @@ void handover_listener::stop()
     stopping_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
+    // A connection still waiting for its client would keep the event loop, and so the daemon,
+    // alive until its deadline: the injector commits the entry itself instead.
+    for (const auto& weak : *open_)
+        if (const auto socket = weak.lock())
+            socket->close(ignored);
 }
 
 awaitable<void> handover_listener::accept_loop()
@@ -62,7 +67,7 @@ awaitable<void> handover_listener::accept_loop()
             co_await pause_after_accept_error(io_, ec);
             continue;
         }
-        if (connections_ >= max_connections_)
+        if (open_->size() >= max_connections_)
             continue; // closed unanswered: the injector commits the entry itself
         asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
     }
@@ -70,11 +75,11 @@ awaitable<void> handover_listener::accept_loop()
 
 awaitable<void> handover_listener::serve(std::shared_ptr<socket_type> socket)
 {
-    ++connections_;
     struct leaving {
-        std::size_t& count;
-        ~leaving() { --count; }
-    } on_exit{connections_};
+        std::shared_ptr<open_connections> open;
+        open_connections::iterator at;
+        ~leaving() { open->erase(at); }
+    } on_exit{open_, open_->insert(open_->end(), socket)};
     const std::string uid = peer_uid(socket->native_handle());
     // A client that does not send its whole entry in time loses its connection.
     asio::steady_timer deadline(io_, client_deadline);
